@@ -1,0 +1,236 @@
+"""Inspecting an image: read every layer, classify it, account for waste."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from typing import Callable, Iterator
+
+from . import paths
+from .archive import Image, LayerRef
+from .classify import apply_layer
+from .errors import LayerdiffError
+from .layer import read_changeset
+from .model import Changeset, Finding, ImageReport, LayerReport, Severity, Waste
+from .tree import MergedView
+
+__all__ = ["inspect_image", "read_layers", "merged_view", "declared_volumes"]
+
+log = logging.getLogger(__name__)
+
+# Below this many compressed bytes, starting worker processes costs more
+# than reading the layers in this process.
+_PARALLEL_THRESHOLD = 32 << 20
+
+Progress = Callable[[int, int], None]
+
+
+def _read_one(ref: LayerRef, max_size: int | None) -> Changeset:
+    assert ref.location is not None
+    with ref.location.open() as handle:
+        return read_changeset(
+            handle,
+            digest=ref.digest,
+            diff_id=ref.diff_id,
+            max_size=max_size,
+            blob_size=ref.location.size,
+        )
+
+
+def read_layers(
+    img: Image,
+    *,
+    max_size: int | None = None,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+) -> Iterator[tuple[LayerRef, Changeset | None]]:
+    """Yield each layer with its changeset, bottom first.
+
+    Layers are read in worker processes when there are several and they
+    are large, so that decompression and hashing use every core; they are
+    still yielded in order. A layer missing from the archive (allowed for
+    non-distributable blobs) yields None.
+    """
+    refs = img.layers
+    total = sum(r.location.size for r in refs if r.location is not None)
+    jobs = jobs or os.cpu_count() or 1
+    parallel = jobs > 1 and len(refs) > 1 and total >= _PARALLEL_THRESHOLD
+    executor: Executor | None = None
+    futures: list[Future | None] = []
+    if parallel:
+        executor = ProcessPoolExecutor(max_workers=min(jobs, len(refs)))
+        futures = [
+            executor.submit(_read_one, r, max_size) if r.location else None
+            for r in refs
+        ]
+    try:
+        done = 0
+        for position, ref in enumerate(refs):
+            try:
+                if ref.location is None:
+                    changeset = None
+                elif executor is not None:
+                    changeset = futures[position].result()
+                else:
+                    changeset = _read_one(ref, max_size)
+            except LayerdiffError as exc:
+                raise exc.located(
+                    source=img.source,
+                    layer=position,
+                    layer_count=len(refs),
+                    layer_digest=ref.digest or ref.diff_id,
+                )
+            if ref.location is not None:
+                done += ref.location.size
+            if progress is not None:
+                progress(done, total)
+            yield ref, changeset
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+_VOLUME_STEP = re.compile(r"(?:^|\s)VOLUME\s+(.*)$")
+
+
+def declared_volumes(created_by: str | None) -> list[str]:
+    """Return the paths a Dockerfile VOLUME history step declares."""
+    if not created_by:
+        return []
+    match = _VOLUME_STEP.search(created_by.strip())
+    if not match:
+        return []
+    text = match.group(1).strip()
+    if text.startswith("["):
+        text = text.strip("[]")
+        items = re.split(r"[,\s]+", text)
+    else:
+        items = text.split()
+    return [paths.normalize(i.strip("\"'")) for i in items if i.strip("\"'")]
+
+
+def _volume_steps(img: Image) -> list[tuple[int, list[str]]]:
+    """Return (layers before the step, volumes) for each VOLUME step."""
+    history = img.config.get("history")
+    if not isinstance(history, list):
+        return []
+    result = []
+    layers_seen = 0
+    for step in history:
+        if not isinstance(step, dict):
+            continue
+        if step.get("empty_layer"):
+            volumes = declared_volumes(step.get("created_by"))
+            if volumes:
+                result.append((layers_seen, volumes))
+        else:
+            layers_seen += 1
+    return result
+
+
+def inspect_image(
+    img: Image,
+    *,
+    max_size: int | None = None,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+    view: MergedView | None = None,
+    upto: int | None = None,
+) -> ImageReport:
+    """Read, verify and classify every layer of an image.
+
+    ``upto`` stops after that layer (0-based); ``view`` receives the merged
+    view, for callers that list files.
+    """
+    view = view if view is not None else MergedView()
+    volume_steps = _volume_steps(img)
+    layers: list[LayerReport] = []
+    refs = img.layers if upto is None else img.layers[: upto + 1]
+    subset = Image(img.source, img.format, refs, img.config)
+    for ref, changeset in read_layers(
+        subset, max_size=max_size, jobs=jobs, progress=progress
+    ):
+        step = ref.history or {}
+        report = LayerReport(
+            index=ref.index,
+            digest=ref.digest,
+            diff_id=ref.diff_id,
+            media_type=ref.media_type,
+            compression="unknown",
+            size=ref.size or 0,
+            uncompressed_size=0,
+            created_by=step.get("created_by"),
+            created=step.get("created"),
+            comment=step.get("comment"),
+        )
+        layers.append(report)
+        if changeset is None:
+            continue
+        report.digest = changeset.digest
+        report.diff_id = changeset.diff_id
+        report.compression = changeset.compression
+        report.size = changeset.size
+        report.uncompressed_size = changeset.uncompressed_size
+        report.entry_count = (
+            len(changeset.entries)
+            + len(changeset.whiteouts)
+            + len(changeset.opaque_dirs)
+        )
+        report.file_bytes = sum(
+            e.size for e in changeset.entries if e.type.value == "file"
+        )
+        changes, findings = apply_layer(view, changeset, ref.index)
+        report.changes = changes
+        for finding in changeset.findings + findings:
+            finding.layer = ref.index
+        report.findings = changeset.findings + findings
+        volumes = [v for before, vs in volume_steps if before <= ref.index for v in vs]
+        if volumes:
+            report.findings.extend(_volume_writes(changes, volumes, ref.index))
+    for report in layers:
+        if report.index < len(view.waste):
+            report.waste = view.waste[report.index]
+        else:
+            report.waste = Waste()
+    return ImageReport(
+        source=img.source,
+        format=img.format,
+        name=img.name,
+        platform=img.platform,
+        manifest_digest=img.manifest_digest,
+        config_digest=img.config_digest,
+        config=img.config,
+        layers=layers,
+        findings=list(img.findings),
+        empty_history=img.empty_history,
+    )
+
+
+def _volume_writes(changes, volumes: list[str], layer: int) -> list[Finding]:
+    found = []
+    for volume in volumes:
+        prefix = volume + "/"
+        hits = [c for c in changes if c.path.startswith(prefix)]
+        if hits:
+            found.append(
+                Finding(
+                    "write-under-volume",
+                    f"{len(hits)} paths written under /{volume} after it was "
+                    "declared a VOLUME: the classic builder drops them and the "
+                    "volume hides them at run time",
+                    Severity.WARNING,
+                    path=volume,
+                    layer=layer,
+                    size=sum(c.size for c in hits),
+                )
+            )
+    return found
+
+
+def merged_view(img: Image, *, upto: int | None = None, **options) -> MergedView:
+    """Return the merged view of an image's layers (up to ``upto``)."""
+    view = MergedView()
+    inspect_image(img, view=view, upto=upto, **options)
+    return view

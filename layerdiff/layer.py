@@ -1,0 +1,132 @@
+"""Reading one layer blob into a changeset, verifying its digests."""
+
+from __future__ import annotations
+
+import logging
+from typing import BinaryIO
+
+from . import paths, whiteout
+from .blobs import HashingReader, LayerStream
+from .errors import DigestMismatchError, LayerdiffError, short_digest
+from .model import Changeset, Entry, EntryType, Finding, Severity
+from .tarread import TarMember, read_tar
+
+__all__ = ["read_changeset", "changeset_from_members"]
+
+log = logging.getLogger(__name__)
+
+_ENTRY_TYPES = {
+    "0": EntryType.FILE,
+    "1": EntryType.HARDLINK,
+    "2": EntryType.SYMLINK,
+    "3": EntryType.CHAR,
+    "4": EntryType.BLOCK,
+    "5": EntryType.DIR,
+    "6": EntryType.FIFO,
+}
+
+
+def read_changeset(
+    blob: BinaryIO,
+    *,
+    digest: str | None = None,
+    diff_id: str | None = None,
+    max_size: int | None = None,
+    blob_size: int | None = None,
+) -> Changeset:
+    """Stream one layer blob (any compression) into a changeset.
+
+    ``digest`` and ``diff_id``, when given, are checked against the bytes
+    read; a mismatch raises DigestMismatchError naming both values.
+    """
+    reader = HashingReader(blob, limit=blob_size)
+    stream = LayerStream(reader, max_size=max_size)
+    changeset = changeset_from_members(read_tar(stream.read_chunk))
+    stream.drain()
+    changeset.compression = stream.compression
+    changeset.digest = reader.digest()
+    changeset.size = reader.count
+    changeset.diff_id = stream.diff_id()
+    changeset.uncompressed_size = stream.count
+    if blob_size is not None and reader.count != blob_size:
+        raise DigestMismatchError(
+            f"blob is {reader.count} bytes, the manifest says {blob_size}"
+        )
+    if digest and digest != changeset.digest:
+        raise DigestMismatchError(
+            f"blob digest does not match: expected {short_digest(digest)}, "
+            f"the bytes hash to {short_digest(changeset.digest)}",
+            hint="the archive is corrupt or was edited after it was written",
+        )
+    if diff_id and diff_id != changeset.diff_id:
+        raise DigestMismatchError(
+            f"diff_id does not match the config: config says {short_digest(diff_id)}, "
+            f"the uncompressed tar hashes to {short_digest(changeset.diff_id)}",
+        )
+    log.info(
+        "read layer %s: %d entries, %d whiteouts, %d bytes uncompressed",
+        short_digest(changeset.diff_id),
+        len(changeset.entries),
+        len(changeset.whiteouts),
+        changeset.uncompressed_size,
+    )
+    return changeset
+
+
+def entry_from_member(member: TarMember, path: str) -> Entry:
+    """Turn a tar member into an entry at an already normalised path."""
+    kind = _ENTRY_TYPES[member.typeflag]
+    linkname = member.linkname
+    if kind is EntryType.HARDLINK:
+        linkname = paths.normalize(linkname)
+    return Entry(
+        path=path,
+        type=kind,
+        mode=member.mode,
+        uid=member.uid,
+        gid=member.gid,
+        size=member.size if kind is EntryType.FILE else 0,
+        mtime=member.mtime,
+        linkname=linkname,
+        sha256=member.sha256,
+        xattrs=member.xattrs,
+        devmajor=member.devmajor,
+        devminor=member.devminor,
+        uname=member.uname,
+        gname=member.gname,
+    )
+
+
+def changeset_from_members(members) -> Changeset:
+    """Sort tar members of an image layer into entries and whiteouts."""
+    changeset = Changeset()
+    entries = changeset.entries
+    for member in members:
+        try:
+            path = paths.normalize(member.name)
+            if not path:
+                continue  # the root's own entry; its metadata is not a change
+            marker = None
+            if ".wh." in path:
+                marker = whiteout.parse_name(path)
+            if marker is None:
+                entries.append(entry_from_member(member, path))
+                continue
+        except LayerdiffError as exc:
+            raise exc.located(entry=member.name)
+        kind, target = marker
+        if kind == "whiteout":
+            changeset.whiteouts.append(target)
+        elif kind == "opaque":
+            changeset.opaque_dirs.append(target)
+        else:
+            changeset.findings.append(
+                Finding(
+                    "reserved-whiteout-name",
+                    "entry name uses the reserved .wh. prefix but is not a "
+                    "whiteout; it is ignored",
+                    Severity.WARNING,
+                    path=target,
+                )
+            )
+    return changeset

@@ -1,0 +1,54 @@
+"""Normalising entry names of a layer into paths of the merged view.
+
+A path in layerdiff is relative to the image root, uses ``/``, has no
+leading ``./`` or ``/``, no trailing ``/`` and no empty, ``.`` or ``..``
+component. The root itself is the empty string.
+"""
+
+from __future__ import annotations
+
+from .errors import UnsafePathError
+
+__all__ = ["normalize", "parent", "basename", "join", "display"]
+
+
+def normalize(name: str) -> str:
+    """Return the canonical path for a tar entry name.
+
+    Raises UnsafePathError for a ``..`` component or a NUL byte: such a
+    name would escape the root when the layer is extracted.
+    """
+    if "\x00" in name:
+        raise UnsafePathError("entry name contains a NUL byte", entry=name)
+    parts = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            raise UnsafePathError(
+                "entry name has a '..' component and would escape the root",
+                entry=name,
+            )
+        parts.append(part)
+    return "/".join(parts)
+
+
+def parent(path: str) -> str:
+    """Return the parent directory of a normalised path ('' for the root)."""
+    cut = path.rfind("/")
+    return path[:cut] if cut >= 0 else ""
+
+
+def basename(path: str) -> str:
+    """Return the last component of a normalised path."""
+    return path[path.rfind("/") + 1 :]
+
+
+def join(directory: str, name: str) -> str:
+    """Join a normalised directory and one component."""
+    return f"{directory}/{name}" if directory else name
+
+
+def display(path: str) -> str:
+    """Return the path as users see it inside the container: with a '/'."""
+    return "/" + path
