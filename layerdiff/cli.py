@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import signal
 import sys
 from contextlib import contextmanager
 from typing import Iterator
@@ -185,8 +186,14 @@ def files(sources, layer, as_json, image, platform, max_size, jobs) -> None:
         click.echo(render.render_files(view), nl=False)
 
 
+def _terminate(signum, frame) -> None:
+    # SIGTERM unwinds like Ctrl-C, so temporary outputs are removed.
+    raise KeyboardInterrupt
+
+
 def run() -> None:
     """Entry point: run the CLI and turn library errors into exit codes."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         main.main(standalone_mode=False)
     except LayerdiffError as exc:
