@@ -95,11 +95,15 @@ class Entry:
         )
 
     def to_json(self, layer: int | None = None) -> dict[str, Any]:
-        """Return the stable JSON form used by ``files --json``."""
+        """Return the stable JSON form used by ``files --json``.
+
+        ``path`` has no leading ``/`` and ``mode`` is the permission bits as
+        an integer, so that tools can compare them without parsing.
+        """
         data: dict[str, Any] = {
-            "path": "/" + self.path,
+            "path": self.path,
             "type": self.type.value,
-            "mode": f"{self.mode:04o}",
+            "mode": self.mode,
             "uid": self.uid,
             "gid": self.gid,
             "size": self.size,
