@@ -89,6 +89,12 @@ def apply_layer(
                 )
             )
         inode = target.inode if target is not None else None
+        if inode is not None:
+            # A hard link is another name for the target's inode: extracting
+            # it ignores the mode and owner in its own header.
+            source = target.entry
+            entry.mode, entry.uid, entry.gid = source.mode, source.uid, source.gid
+            entry.xattrs = source.xattrs
         _place(view, Node(entry, layer, inode), layer, changes, findings)
 
     return changes, findings
