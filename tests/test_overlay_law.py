@@ -48,6 +48,7 @@ def _mount(lowerdirs: str, target: str) -> subprocess.CompletedProcess:
         ["mount", "-t", "overlay", "overlay", "-o", f"ro,lowerdir={lowerdirs}", target],
         capture_output=True,
         text=True,
+        check=False,
     )
 
 

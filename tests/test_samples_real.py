@@ -413,6 +413,7 @@ def _cli(*args):
         [sys.executable, "-m", "layerdiff", *map(str, args)],
         capture_output=True,
         text=True,
+        check=False,
     )
 
 
