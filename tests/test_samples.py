@@ -85,8 +85,10 @@ def test_sample_history_skips_empty_steps_and_flags_the_volume_write():
 
     assert [layer.created_by for layer in report.layers] == [
         "/bin/sh -c #(nop) ADD file:base-rootfs.tar in / ",
-        "/bin/sh -c pkg add curl && rm -rf /usr/share/doc/base "
-        "/var/cache/pkg/INDEX.tar.gz",
+        (
+            "/bin/sh -c pkg add curl && rm -rf /usr/share/doc/base "
+            "/var/cache/pkg/INDEX.tar.gz"
+        ),
         "/bin/sh -c #(nop) COPY file:entrypoint.sh in /usr/local/bin/ ",
         "/bin/sh -c echo seeding > /data/seed.json",
     ]

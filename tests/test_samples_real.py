@@ -435,6 +435,8 @@ def test_null_manifest_exits_2_naming_manifest_json(samples_real):
 
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"layerdiff: {samples_real / 'go-containerregistry/null_manifest.tar'}: "
-        "manifest.json should be a list, found null"
+        (
+            f"layerdiff: {samples_real / 'go-containerregistry/null_manifest.tar'}: "
+            "manifest.json should be a list, found null"
+        )
     ]

@@ -24,7 +24,9 @@ GNU_TAR = shutil.which("tar")
 def _is_gnu_tar() -> bool:
     if GNU_TAR is None:
         return False
-    done = subprocess.run([GNU_TAR, "--version"], capture_output=True, text=True)
+    done = subprocess.run(
+        [GNU_TAR, "--version"], capture_output=True, text=True, check=False
+    )
     return "GNU tar" in done.stdout
 
 
@@ -66,7 +68,7 @@ def _our_view(data: bytes) -> list[tuple]:
             m.mode,
             m.linkname,
             m.sha256,
-        )  # fmt: skip
+        )
         for m in _members(data)
     ]
 
