@@ -172,7 +172,7 @@ class Change:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "path": "/" + self.path,
+            "path": self.path,
             "kind": self.kind.value,
             "reason": self.reason,
             "type": self.type.value if self.type else None,
@@ -207,7 +207,7 @@ class Finding:
             "rule": self.rule,
             "severity": self.severity.value,
             "message": self.message,
-            "path": None if self.path is None else "/" + self.path,
+            "path": None if self.path is None else self.path,
             "layer": None if self.layer is None else self.layer + 1,
             "size": self.size,
         }
