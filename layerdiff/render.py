@@ -458,7 +458,7 @@ def compare_json(
         "delta": result.delta,
         "ignored": result.ignored,
         "config": result.config,
-        "rollup": [r.to_json() for r in result.rollup],
+        "rollup": [r.to_json() for r in result.rollup[:limit]],
         "paths": [p.to_json() for p in shown],
         "paths_truncated": len(result.paths) - len(shown),
         "layers": [m.to_json() for m in result.layers],
@@ -493,7 +493,7 @@ def render_compare(
             tabulate(
                 [
                     [_signed(r.delta), r.added, r.removed, r.changed, "/" + r.path]
-                    for r in result.rollup
+                    for r in result.rollup[:limit]
                 ],
                 headers=["delta", "added", "removed", "changed", "directory"],
                 disable_numparse=True,

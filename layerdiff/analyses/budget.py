@@ -255,8 +255,8 @@ def _growth(
         old_files = baseline_files(baseline)
         deltas = []
         for node in view.iter_nodes():
-            if node.data_type is not EntryType.FILE:
-                continue
+            if node.entry.type is not EntryType.FILE:
+                continue  # a hard link's bytes are counted at its target
             delta = node.size - old_files.get(node.entry.path, 0)
             if delta > 0:
                 deltas.append((delta, node.entry.path, node.layer))

@@ -82,7 +82,12 @@ class PathDifference:
 
 @dataclass(slots=True)
 class Rollup:
-    """Differences summed over one directory at the chosen depth."""
+    """Differences summed over one directory at the chosen depth.
+
+    A path counts in the directory that holds it, cut to ``depth``
+    components: with depth 2, /usr/lib/x/libz.so counts in /usr/lib and
+    /etc/passwd in /etc.
+    """
 
     path: str
     added: int = 0
@@ -208,9 +213,11 @@ def _difference(path: str, before: Node | None, after: Node | None):
     if before is None and after is None:
         return None
     if before is None:
-        return PathDifference(path, "added", None, after.data_type, 0, after.size)
+        return PathDifference(path, "added", None, after.data_type, 0, _bytes(after))
     if after is None:
-        return PathDifference(path, "removed", None, before.data_type, before.size, 0)
+        return PathDifference(
+            path, "removed", None, before.data_type, _bytes(before), 0
+        )
     kind = after.data_type
     if before.data_type is not kind:
         reason = "type"
@@ -220,7 +227,12 @@ def _difference(path: str, before: Node | None, after: Node | None):
         reason = "metadata"
     else:
         return None
-    return PathDifference(path, "changed", reason, kind, before.size, after.size)
+    return PathDifference(path, "changed", reason, kind, _bytes(before), _bytes(after))
+
+
+def _bytes(node: Node) -> int:
+    """File bytes a path holds; a hard link's bytes are counted at its target."""
+    return node.size if node.entry.type is EntryType.FILE else 0
 
 
 def _same_content(before: Node, after: Node) -> bool:
@@ -240,8 +252,8 @@ def _same_content(before: Node, after: Node) -> bool:
 def _rollup(differences: list[PathDifference], depth: int) -> list[Rollup]:
     groups: dict[str, Rollup] = {}
     for item in differences:
-        parts = item.path.split("/")
-        key = "/".join(parts[:depth]) if depth > 0 else ""
+        parts = item.path.split("/")[:-1]  # the directory holding the path
+        key = "/".join(parts[:depth])
         group = groups.setdefault(key, Rollup(key))
         setattr(group, item.status, getattr(group, item.status) + 1)
         group.delta += item.delta
