@@ -269,17 +269,14 @@ def _secrets(report: ImageReport, view: MergedView) -> list[Finding]:
                 continue
             node = view.get(change.path)
             if node is not None and node.layer == layer.index:
-                where = f"shipped in layer {layer.index + 1}"
+                where = "in the final image"
             else:
-                where = (
-                    f"removed or replaced by a later layer, but its bytes "
-                    f"are still in layer {layer.index + 1}"
-                )
+                where = "removed later, but its bytes stay in this layer"
             found.append(
                 _finding(
                     rule,
-                    f"{RULES[rule].summary}: {where}; rebuild without it "
-                    "(use a build secret or a multi-stage build)",
+                    f"{RULES[rule].summary}, {where}; rebuild without it "
+                    "(build secret or multi-stage build)",
                     path=change.path,
                     layer=layer.index,
                     size=change.size or None,
@@ -312,8 +309,8 @@ def _waste(report: ImageReport) -> list[Finding]:
                                 if change.hidden
                                 else ""
                             )
-                            + "; the bytes remain in lower layers: delete in the "
-                            "step that creates them",
+                            + "; the bytes stay in lower layers: delete in the step "
+                            "that creates them",
                             path=path,
                             layer=layer.index,
                             size=change.hidden_bytes,
@@ -418,8 +415,8 @@ def _caches(report: ImageReport) -> list[Finding]:
             found.append(
                 _finding(
                     rule,
-                    f"{kind} files left in layer {layer.index + 1}: {count} "
-                    f"files; {_CACHE_ADVICE[kind]}",
+                    f"{count} {kind} file{'s' if count > 1 else ''} left behind; "
+                    f"{_CACHE_ADVICE[kind]}",
                     path=where,
                     layer=layer.index,
                     size=size,
