@@ -60,6 +60,18 @@ def apply_layer(
     final: dict[str, Entry] = {}
     for entry in changeset.entries:
         earlier = final.pop(entry.path, None)
+        if earlier is not None:
+            findings.append(
+                Finding(
+                    "duplicate-entry",
+                    "the layer holds this path more than once; the last entry "
+                    "wins and the earlier ones only cost space",
+                    Severity.INFO,
+                    path=entry.path,
+                    layer=layer,
+                    size=earlier.size if earlier.type is EntryType.FILE else None,
+                )
+            )
         if earlier is not None and earlier.type is EntryType.FILE:
             view.charge(layer, "shadowed", earlier.size)  # shipped, then replaced
         final[entry.path] = entry
