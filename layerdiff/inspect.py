@@ -14,6 +14,7 @@ from .classify import apply_layer
 from .errors import LayerdiffError
 from .layer import read_changeset
 from .model import Changeset, Finding, ImageReport, LayerReport, Severity, Waste
+from .text import counted
 from .tree import MergedView
 
 __all__ = ["inspect_image", "read_layers", "merged_view", "declared_volumes"]
@@ -217,8 +218,8 @@ def _volume_writes(changes, volumes: list[str], layer: int) -> list[Finding]:
             found.append(
                 Finding(
                     "write-under-volume",
-                    f"{_count(len(hits), 'path')} written under /{volume} after it was "
-                    "declared a VOLUME: the classic builder drops them and the "
+                    f"{counted(len(hits), 'path')} written under /{volume} after it "
+                    "was declared a VOLUME: the classic builder drops them and the "
                     "volume hides them at run time",
                     Severity.WARNING,
                     path=volume,
@@ -227,10 +228,6 @@ def _volume_writes(changes, volumes: list[str], layer: int) -> list[Finding]:
                 )
             )
     return found
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def merged_view(img: Image, *, upto: int | None = None, **options) -> MergedView:
