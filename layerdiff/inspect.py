@@ -219,8 +219,8 @@ def _volume_writes(changes, volumes: list[str], layer: int) -> list[Finding]:
                 Finding(
                     "write-under-volume",
                     f"{counted(len(hits), 'path')} written under /{volume} after it "
-                    "was declared a VOLUME: the classic builder drops them and the "
-                    "volume hides them at run time",
+                    "was declared a VOLUME: the classic builder drops such writes and "
+                    "the mounted volume hides what the image holds there",
                     Severity.WARNING,
                     path=volume,
                     layer=layer,
