@@ -18,7 +18,7 @@ from .analyses.compare import NOISE, compare_images
 from .analyses.why import why_path
 from .archive import Image, open_image
 from .config import budgets_from, load_settings
-from .errors import LayerdiffError
+from .errors import LayerdiffError, UsageError
 from .inspect import inspect_image, merged_view
 from .output import atomic_output, same_file
 from .tree import MergedView
@@ -375,12 +375,12 @@ def check(
     )
     budgets = settings.budgets.merged(given)
     if budgets.baseline is not None and budgets.max_growth is None:
-        raise click.UsageError(
+        raise UsageError(
             "a baseline needs a growth budget: add --max-growth (e.g. 5% or 10MB) "
             "or max-growth in the config file"
         )
     if not budgets.any_set():
-        raise click.UsageError(
+        raise UsageError(
             "no budget given: use --max-size, --max-layer-size, --max-layers, "
             "--max-wasted, --min-efficiency, --max-growth or a config file"
         )

@@ -231,6 +231,7 @@ def test_a_baseline_without_max_growth_is_a_usage_error(small, tmp_path):
 
     assert result.exit_code == 2
     assert "--max-growth" in result.stderr and "PASS" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("text", ["1.5", "50", "95", "-0.1", "150%", "x%"])
