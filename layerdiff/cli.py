@@ -113,10 +113,39 @@ _image_options = [
 ]  # fmt: skip
 
 
+def _configure_logging(verbose: int, *, more_only: bool = False) -> None:
+    """Send the library's logs to stderr; ``more_only`` never lowers detail."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("layerdiff: %(levelname)s: %(message)s"))
+    logger = logging.getLogger("layerdiff")
+    logger.handlers[:] = [handler]
+    if more_only and logger.level:
+        level = min(level, logger.level)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def _verbose_callback(ctx, param, value: int) -> None:
+    if value:
+        _configure_logging(value, more_only=True)
+
+
+verbose_option = click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    expose_value=False,
+    callback=_verbose_callback,
+    help="-v for INFO logs, -vv for DEBUG (also before the command).",
+)
+
+
 def image_options(func=None, *, size_limit: bool = True):
     """Add --image, --platform, --max-size (unless ``size_limit`` is off), -j."""
 
     def decorate(func):
+        func = verbose_option(func)
         for option in reversed(_image_options):
             if not size_limit and option is _image_options[2]:
                 continue
@@ -131,13 +160,7 @@ def image_options(func=None, *, size_limit: bool = True):
 @click.option("-v", "--verbose", count=True, help="-v for INFO logs, -vv for DEBUG.")
 def main(verbose: int) -> None:
     """Inspect container image layers, audit commits, guard image size."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("layerdiff: %(levelname)s: %(message)s"))
-    logger = logging.getLogger("layerdiff")
-    logger.handlers[:] = [handler]
-    logger.setLevel(level)
-    logger.propagate = False
+    _configure_logging(verbose)
 
 
 @main.command()
