@@ -166,18 +166,18 @@ def plan_commit(
     for path, entry in entries.items():
         lower = below(path)
         data_type = EntryType.FILE if entry.type is EntryType.HARDLINK else entry.type
+        size = entry.size if data_type is EntryType.FILE else 0
+        if entry.type is EntryType.HARDLINK and entry.linkname in entries:
+            size = entries[entry.linkname].size
         if base is None:
             kind = CHANGED if path in upper.copied_up else ADDED
             change = ""
         elif lower is None:
             kind, change = ADDED, ""
         else:
-            kind, change = CHANGED, _what_changed(lower, entry)
+            kind, change = CHANGED, _what_changed(lower, entry, size)
         if path in cs.opaque_dirs:
             change = "opaque"
-        size = entry.size if data_type is EntryType.FILE else 0
-        if entry.type is EntryType.HARDLINK and entry.linkname in entries:
-            size = entries[entry.linkname].size
         committed, reason = _decide(
             path, entry, table, keep_stubs, merged, children.get(path, 0)
         )
@@ -234,12 +234,12 @@ def _unlink_dropped(cs: Changeset, dropped: set[str], entries: dict[str, Entry])
             cs.entries[index] = replacement
 
 
-def _what_changed(lower: Node, entry: Entry) -> str:
+def _what_changed(lower: Node, entry: Entry, size: int) -> str:
     data_type = EntryType.FILE if entry.type is EntryType.HARDLINK else entry.type
     if lower.data_type is not data_type:
         return "type"
     if data_type is EntryType.FILE and (
-        lower.size != entry.size or lower.sha256 != entry.sha256
+        lower.size != size or lower.sha256 != entry.sha256
     ):
         return "content"
     if data_type is EntryType.SYMLINK and lower.entry.linkname != entry.linkname:

@@ -358,7 +358,7 @@ def read_upperdir(source: str, *, lower: MergedView | None = None) -> UpperDir:
             entry.sha256 = _hash(raw.opener)
         changeset.entries.append(entry)
 
-    _resolve_tar_hardlinks(changeset)
+    _resolve_tar_hardlinks(upper)
     present = {e.path: e for e in changeset.entries}
     for directory in sorted(opaque):
         entry = present.get(directory)
@@ -409,12 +409,33 @@ def _hardlink(entry: Entry, target: str) -> Entry:
     return entry
 
 
-def _resolve_tar_hardlinks(changeset: Changeset) -> None:
-    """Give tar hard links the size and hash of their target, for compares."""
-    files = {e.path: e for e in changeset.entries if e.type is EntryType.FILE}
-    for entry in changeset.entries:
-        if entry.type is EntryType.HARDLINK and entry.linkname in files:
-            entry.sha256 = files[entry.linkname].sha256
+def _resolve_tar_hardlinks(upper: UpperDir) -> None:
+    """Make the first name of each inode carry the data, as for a directory.
+
+    A tar names the first name it met as the file and the others as links
+    to it; re-pointing them makes a tar of an upper dir read exactly like
+    the upper dir itself.
+    """
+    entries = {e.path: e for e in upper.changeset.entries}
+    groups: dict[str, list[Entry]] = {}
+    for entry in upper.changeset.entries:
+        if entry.type is EntryType.HARDLINK and entry.linkname in entries:
+            groups.setdefault(entry.linkname, []).append(entry)
+    for target, links in groups.items():
+        data = entries[target]
+        if data.type is not EntryType.FILE:
+            continue
+        first = min([data] + links, key=lambda e: e.path)
+        if first is not data:
+            first.type, data.type = EntryType.FILE, EntryType.HARDLINK
+            first.size, data.size = data.size, 0
+            first.sha256 = data.sha256
+            first.linkname = ""
+            upper.content[first.path] = upper.content.pop(data.path)
+        for entry in [data] + links:
+            if entry is not first:
+                entry.linkname = first.path
+                entry.sha256 = first.sha256
 
 
 def read_merged_root(
