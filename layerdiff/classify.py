@@ -60,6 +60,18 @@ def apply_layer(
     final: dict[str, Entry] = {}
     for entry in changeset.entries:
         earlier = final.pop(entry.path, None)
+        if earlier is not None:
+            findings.append(
+                Finding(
+                    "duplicate-entry",
+                    "the layer holds this path more than once; the last entry "
+                    "wins and the earlier ones only cost space",
+                    Severity.INFO,
+                    path=entry.path,
+                    layer=layer,
+                    size=earlier.size if earlier.type is EntryType.FILE else None,
+                )
+            )
         if earlier is not None and earlier.type is EntryType.FILE:
             view.charge(layer, "shadowed", earlier.size)  # shipped, then replaced
         final[entry.path] = entry
@@ -89,6 +101,12 @@ def apply_layer(
                 )
             )
         inode = target.inode if target is not None else None
+        if inode is not None:
+            # A hard link is another name for the target's inode: extracting
+            # it ignores the mode and owner in its own header.
+            source = target.entry
+            entry.mode, entry.uid, entry.gid = source.mode, source.uid, source.gid
+            entry.xattrs = source.xattrs
         _place(view, Node(entry, layer, inode), layer, changes, findings)
 
     return changes, findings

@@ -27,12 +27,25 @@ def require_overlay() -> None:
 
 
 def unpack(layer_tar: bytes, root: Path) -> None:
-    """Extract a layer into ``root`` as a container engine would."""
+    """Extract a layer into ``root`` as a container engine would.
+
+    A hard link's own header carries a mode and owner that extraction must
+    not apply to the shared inode (tarfile would chmod through the link).
+    """
     import io
 
     root.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(layer_tar)) as tar:
-        tar.extractall(root, filter="fully_trusted")
+        members = tar.getmembers()
+        owners = {m.name: (m.mode, m.uid, m.gid) for m in members if m.isfile()}
+
+        def as_engine(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
+            if member.islnk() and member.linkname in owners:
+                mode, uid, gid = owners[member.linkname]
+                return member.replace(mode=mode, uid=uid, gid=gid, deep=False)
+            return member
+
+        tar.extractall(root, filter=as_engine)
 
 
 @contextmanager
