@@ -151,7 +151,7 @@ def _place(
             changes.append(Change(path, ChangeKind.MODIFY, kind_type, "metadata"))
         return
 
-    same_content = _same_content(lower, node)
+    same_content = lower.same_content(node)
     cause = "metadata_only" if same_content else "shadowed"
     if node.inode is not None and lower.inode is node.inode:
         cause = "shadowed"  # a hard link re-pointed at its own inode
@@ -165,25 +165,6 @@ def _place(
     else:
         reason = "metadata"
     changes.append(Change(path, ChangeKind.MODIFY, kind_type, reason, size))
-
-
-def _same_content(lower: Node, upper: Node) -> bool:
-    kind = upper.data_type
-    if kind is EntryType.FILE:
-        if lower.inode is None or upper.inode is None:
-            return False
-        return (
-            lower.inode.size == upper.inode.size
-            and lower.inode.sha256 == upper.inode.sha256
-        )
-    if kind is EntryType.SYMLINK:
-        return lower.entry.linkname == upper.entry.linkname
-    if kind in (EntryType.CHAR, EntryType.BLOCK):
-        return (lower.entry.devmajor, lower.entry.devminor) == (
-            upper.entry.devmajor,
-            upper.entry.devminor,
-        )
-    return True
 
 
 def _ensure_parents(

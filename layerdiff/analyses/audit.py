@@ -296,14 +296,14 @@ def _waste(report: ImageReport) -> list[Finding]:
             if change.kind is ChangeKind.DELETE or change.kind is ChangeKind.OPAQUE:
                 if change.hidden_bytes:
                     what = (
-                        "deletes"
+                        "deletes it"
                         if change.kind is ChangeKind.DELETE
-                        else ("makes opaque")
+                        else "hides its content with an opaque directory"
                     )
                     found.append(
                         _finding(
                             "deleted-later",
-                            f"layer {layer.index + 1} {what} it"
+                            f"layer {layer.index + 1} {what}"
                             + (
                                 f" ({change.hidden} paths below)"
                                 if change.hidden

@@ -221,7 +221,7 @@ def _difference(path: str, before: Node | None, after: Node | None):
     kind = after.data_type
     if before.data_type is not kind:
         reason = "type"
-    elif not _same_content(before, after):
+    elif not before.same_content(after):
         reason = "content"
     elif not before.entry.same_metadata(after.entry, with_mtime=False):
         reason = "metadata"
@@ -233,20 +233,6 @@ def _difference(path: str, before: Node | None, after: Node | None):
 def _bytes(node: Node) -> int:
     """File bytes a path holds; a hard link's bytes are counted at its target."""
     return node.size if node.entry.type is EntryType.FILE else 0
-
-
-def _same_content(before: Node, after: Node) -> bool:
-    kind = after.data_type
-    if kind is EntryType.FILE:
-        return before.size == after.size and before.sha256 == after.sha256
-    if kind is EntryType.SYMLINK:
-        return before.entry.linkname == after.entry.linkname
-    if kind in (EntryType.CHAR, EntryType.BLOCK):
-        return (before.entry.devmajor, before.entry.devminor) == (
-            after.entry.devmajor,
-            after.entry.devminor,
-        )
-    return True
 
 
 def _rollup(differences: list[PathDifference], depth: int) -> list[Rollup]:
