@@ -576,7 +576,7 @@ def changes(upper, merged, base, lowers, volumes, binds, inspect_file, keep_stub
                                 inspect_file, keep_stubs, image, platform)  # fmt: skip
     try:
         plan = container.plan
-        rows = plan.changes + container.volume_writes
+        rows = container.all_changes()
     finally:
         container.close()
     if as_json:

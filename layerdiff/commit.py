@@ -844,6 +844,12 @@ class Container:
     base_report: Any = None
     volume_writes: list[ContainerChange] = field(default_factory=list)
 
+    def all_changes(self) -> list[ContainerChange]:
+        """Return the changes and the writes into mounts, in path order."""
+        return sorted(
+            self.plan.changes + self.volume_writes, key=lambda c: (c.path, c.kind)
+        )
+
     def close(self) -> None:
         if self.base_image is not None:
             self.base_image.close()

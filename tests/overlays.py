@@ -6,9 +6,9 @@ import hashlib
 import os
 import subprocess
 import tarfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

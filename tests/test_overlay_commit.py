@@ -9,7 +9,15 @@ import struct
 import pytest
 from builders import layer, write_docker_save
 from conftest import run_cli
-from overlays import bind, hash_tree, overlay, require_overlay, tree_view, unpack, without
+from overlays import (
+    bind,
+    hash_tree,
+    overlay,
+    require_overlay,
+    tree_view,
+    unpack,
+    without,
+)
 
 from layerdiff import merged_view, open_image
 from layerdiff.commit import view_differences
@@ -149,9 +157,7 @@ def test_fail_on_uncommitted_exits_1_when_a_volume_holds_writes(mounted, tmp_pat
 
 
 @pytest.mark.parametrize("fmt", ["docker", "oci"])
-def test_committed_image_reads_back_as_the_mounted_merged_view(
-    mounted, tmp_path, fmt
-):
+def test_committed_image_reads_back_as_the_mounted_merged_view(mounted, tmp_path, fmt):
     image, upper, merged = mounted
     volume = tmp_path / "volume"
     volume.mkdir()
@@ -264,10 +270,8 @@ def test_commit_reads_a_tar_of_the_upper_dir_like_the_dir(mounted, tmp_path):
     assert from_tar.json == from_dir.json
 
 
-def test_merged_root_mode_reports_volume_writes_and_commits_the_rest(
-    mounted, tmp_path
-):
-    image, upper, merged = mounted
+def test_merged_root_mode_reports_volume_writes_and_commits_the_rest(mounted, tmp_path):
+    image, _upper, merged = mounted
     volume = tmp_path / "volume"
     volume.mkdir()
     out = tmp_path / "merged.tar"
@@ -296,3 +300,56 @@ def test_merged_root_mode_reports_volume_writes_and_commits_the_rest(
         assert view_differences(live, merged_view(img)) == []
     finally:
         img.close()
+
+
+def test_lower_dirs_tell_add_from_modify_like_the_base_image(mounted, tmp_path):
+    image, upper, merged = mounted
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    lower = tmp_path / "lower"
+
+    with make_changes(merged, volume):
+        with_base = run_cli("changes", upper, "--base", image, "--json")
+        with_lower = run_cli("changes", upper, "--lower", lower, "--json")
+
+    assert with_lower.exit_code == 0, with_lower.stderr
+    assert with_lower.json == with_base.json
+
+
+def test_inspect_json_names_the_upper_dir_lower_dirs_and_volumes(mounted, tmp_path):
+    import json
+
+    _image, upper, merged = mounted
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    inspect = tmp_path / "inspect.json"
+    inspect.write_text(
+        json.dumps(
+            [
+                {
+                    "GraphDriver": {
+                        "Data": {
+                            "UpperDir": str(upper),
+                            "LowerDir": str(tmp_path / "lower"),
+                        }
+                    },
+                    "Mounts": [
+                        {
+                            "Type": "volume",
+                            "Source": str(volume),
+                            "Destination": "/data",
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+
+    with make_changes(merged, volume):
+        (merged / "data/written.txt").write_bytes(b"into the volume")
+        result = run_cli("changes", "--inspect", inspect, "--json")
+
+    assert result.exit_code == 0, result.stderr
+    assert {(r["path"], r["kind"]) for r in result.json} == EXPECTED
+    lost = {r["path"]: r["reason"] for r in result.json if not r["committed"]}
+    assert lost == {"data": "stub", "data/written.txt": "volume"}

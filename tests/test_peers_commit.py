@@ -30,6 +30,7 @@ def _script(name: str, *args: Path, env: dict | None = None) -> None:
         ["bash", str(script), *map(str, args)],
         capture_output=True,
         text=True,
+        check=False,
         env={**os.environ, **(env or {})},
     )
     if done.returncode != 0:
@@ -113,17 +114,18 @@ def test_skopeo_and_umoci_accept_the_committed_image(peer_base, hand, tmp_path, 
     reference = f"{transport}{out}" + (":new:1" if fmt == "oci" else "")
 
     inspected = subprocess.run(
-        ["skopeo", "inspect", reference], capture_output=True, text=True
+        ["skopeo", "inspect", reference], capture_output=True, text=True, check=False
     )
     copied = subprocess.run(
         ["skopeo", "copy", reference, f"oci:{tmp_path / 'layout'}:x"],
         capture_output=True,
         text=True,
+        check=False,
     )
     unpacked = subprocess.run(
         ["umoci", "unpack", "--image", f"{tmp_path / 'layout'}:x",
          str(tmp_path / "bundle")],
-        capture_output=True, text=True,
+        capture_output=True, text=True, check=False,
     )  # fmt: skip
 
     assert inspected.returncode == 0, inspected.stderr

@@ -162,9 +162,7 @@ def test_a_failed_commit_leaves_no_output(tmp_path, base):
 
 
 @pytest.mark.parametrize("compression", ["gzip", "zstd", "none"])
-def test_each_compression_reads_back_with_its_config_edits(
-    tmp_path, base, compression
-):
+def test_each_compression_reads_back_with_its_config_edits(tmp_path, base, compression):
     upper = tmp_path / "upper"
     (upper / "etc").mkdir(parents=True)
     (upper / "etc/new").write_bytes(b"new")
