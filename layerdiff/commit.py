@@ -22,7 +22,8 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, BinaryIO, Iterable
+from typing import Any, BinaryIO
+from collections.abc import Iterable
 
 from . import mounts as mnt
 from . import paths, whiteout
@@ -30,7 +31,7 @@ from .archive import Image
 from .errors import LayerdiffError, UsageError
 from .model import Changeset, Entry, EntryType
 from .output import atomic_output
-from .tree import MergedView, Node
+from .tree import Inode, MergedView, Node
 from .upperdir import UpperDir
 
 __all__ = [
@@ -238,11 +239,8 @@ def _what_changed(lower: Node, entry: Entry, size: int) -> str:
     data_type = EntryType.FILE if entry.type is EntryType.HARDLINK else entry.type
     if lower.data_type is not data_type:
         return "type"
-    if data_type is EntryType.FILE and (
-        lower.size != size or lower.sha256 != entry.sha256
-    ):
-        return "content"
-    if data_type is EntryType.SYMLINK and lower.entry.linkname != entry.linkname:
+    inode = Inode(size, -1, entry.sha256) if data_type is EntryType.FILE else None
+    if not lower.same_content(Node(entry, -1, inode)):
         return "content"
     with_mtime = data_type is not EntryType.DIR
     if not entry.same_metadata(lower.entry, with_mtime=with_mtime):
@@ -303,9 +301,12 @@ def list_mount_sources(
                 except OSError:
                     continue
                 lower = base.get(path) if base is not None else None
-                if lower is not None and lower.size == size:
-                    if lower.sha256 == _sha256_file(full):
-                        continue
+                if (
+                    lower is not None
+                    and lower.size == size
+                    and lower.sha256 == _sha256_file(full)
+                ):
+                    continue  # as the image has it: a volume filled from it
                 kind = CHANGED if lower is not None else ADDED
                 found.append(
                     ContainerChange(
@@ -700,72 +701,70 @@ def write_image(
     for opener, digest, size, _ in layers:
         blobs.setdefault(digest, (opener, size))
 
-    with atomic_output(output) as handle:
-        with tarfile.open(
+    with (
+        atomic_output(output) as handle,
+        tarfile.open(
             fileobj=handle, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8"
-        ) as tar:
-            if fmt == "oci":
-                media = _DIR_MEDIA
-                manifest = {
-                    "schemaVersion": 2,
-                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "config": {
-                        "mediaType": "application/vnd.oci.image.config.v1+json",
-                        "digest": config_digest,
-                        "size": len(config_bytes),
-                    },
-                    "layers": [
-                        {"mediaType": media[c], "digest": d, "size": s}
-                        for _, d, s, c in layers
-                    ],
-                }
-                manifest_bytes = _json_bytes(manifest)
-                descriptor: dict[str, Any] = {
-                    "mediaType": manifest["mediaType"],
-                    "digest": _sha(manifest_bytes),
-                    "size": len(manifest_bytes),
-                }
-                if tag:
-                    descriptor["annotations"] = {
-                        "org.opencontainers.image.ref.name": tag
-                    }
-                index = {"schemaVersion": 2, "manifests": [descriptor]}
-                _add_dir(tar, "blobs", created)
-                _add_dir(tar, "blobs/sha256", created)
-                names = sorted(
-                    [(d, o, s) for d, (o, s) in blobs.items()]
-                    + [(config_digest, None, 0), (_sha(manifest_bytes), None, 0)]
-                )
-                for digest, opener, size in names:
-                    name = "blobs/sha256/" + digest[7:]
-                    if digest == config_digest:
-                        _add_bytes(tar, name, config_bytes, created)
-                    elif opener is None:
-                        _add_bytes(tar, name, manifest_bytes, created)
-                    else:
-                        _add_file(tar, name, opener, size, created)
-                _add_bytes(tar, "index.json", _json_bytes(index), created)
-                _add_bytes(
-                    tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}', created
-                )
-                manifest_digest = _sha(manifest_bytes)
-            else:
-                names = []
-                _add_dir(tar, "blobs", created)
-                _add_dir(tar, "blobs/sha256", created)
-                for digest, (opener, size) in sorted(blobs.items()):
-                    _add_file(tar, "blobs/sha256/" + digest[7:], opener, size, created)
-                config_name = "blobs/sha256/" + config_digest[7:]
-                _add_bytes(tar, config_name, config_bytes, created)
-                names = ["blobs/sha256/" + d[7:] for _, d, _, _ in layers]
-                manifest = {
-                    "Config": config_name,
-                    "RepoTags": [tag] if tag else None,
-                    "Layers": names,
-                }
-                manifest_bytes = _json_bytes([manifest])
-                _add_bytes(tar, "manifest.json", manifest_bytes, created)
-                manifest_digest = _sha(manifest_bytes)
+        ) as tar,
+    ):
+        if fmt == "oci":
+            media = _DIR_MEDIA
+            manifest = {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": config_digest,
+                    "size": len(config_bytes),
+                },
+                "layers": [
+                    {"mediaType": media[c], "digest": d, "size": s}
+                    for _, d, s, c in layers
+                ],
+            }
+            manifest_bytes = _json_bytes(manifest)
+            descriptor: dict[str, Any] = {
+                "mediaType": manifest["mediaType"],
+                "digest": _sha(manifest_bytes),
+                "size": len(manifest_bytes),
+            }
+            if tag:
+                descriptor["annotations"] = {"org.opencontainers.image.ref.name": tag}
+            index = {"schemaVersion": 2, "manifests": [descriptor]}
+            _add_dir(tar, "blobs", created)
+            _add_dir(tar, "blobs/sha256", created)
+            names = sorted(
+                [(d, o, s) for d, (o, s) in blobs.items()]
+                + [(config_digest, None, 0), (_sha(manifest_bytes), None, 0)]
+            )
+            for digest, opener, size in names:
+                name = "blobs/sha256/" + digest[7:]
+                if digest == config_digest:
+                    _add_bytes(tar, name, config_bytes, created)
+                elif opener is None:
+                    _add_bytes(tar, name, manifest_bytes, created)
+                else:
+                    _add_file(tar, name, opener, size, created)
+            _add_bytes(tar, "index.json", _json_bytes(index), created)
+            _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}', created)
+            manifest_digest = _sha(manifest_bytes)
+        else:
+            names = []
+            _add_dir(tar, "blobs", created)
+            _add_dir(tar, "blobs/sha256", created)
+            for digest, (opener, size) in sorted(blobs.items()):
+                _add_file(tar, "blobs/sha256/" + digest[7:], opener, size, created)
+            config_name = "blobs/sha256/" + config_digest[7:]
+            _add_bytes(tar, config_name, config_bytes, created)
+            names = ["blobs/sha256/" + d[7:] for _, d, _, _ in layers]
+            manifest = {
+                "Config": config_name,
+                "RepoTags": [tag] if tag else None,
+                "Layers": names,
+            }
+            manifest_bytes = _json_bytes([manifest])
+            _add_bytes(tar, "manifest.json", manifest_bytes, created)
+            manifest_digest = _sha(manifest_bytes)
     return ImageResult(fmt, manifest_digest, config_digest, config, manifest)
 
 

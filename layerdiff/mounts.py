@@ -96,9 +96,9 @@ class MountTable:
         best = None
         for mount in self.mounts:
             dest = mount.destination
-            if path == dest or path.startswith(dest + "/") or dest == "":
-                if best is None or len(dest) > len(best.destination):
-                    best = mount
+            covers = path == dest or path.startswith(dest + "/") or dest == ""
+            if covers and (best is None or len(dest) > len(best.destination)):
+                best = mount
         return best
 
     def is_mount_point(self, path: str) -> bool:

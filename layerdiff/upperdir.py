@@ -25,12 +25,13 @@ import os
 import stat
 import tarfile
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
+from collections.abc import Callable, Iterator
 
 from . import paths, whiteout
 from .errors import LayerdiffError, UnsupportedOverlayError
 from .model import Changeset, Entry, EntryType, Finding, Severity
-from .tree import MergedView
+from .tree import Inode, MergedView, Node
 
 __all__ = [
     "UpperDir",
@@ -496,17 +497,13 @@ def read_merged_root(
     return upper
 
 
-def _unchanged(lower: Entry, node, entry: Entry) -> bool:
+def _unchanged(lower: Entry, node: Node, entry: Entry) -> bool:
     if node.data_type is not entry.type:
         return False
-    if entry.type is EntryType.FILE:
-        if node.size != entry.size or node.sha256 != entry.sha256:
-            return False
-    elif entry.type is EntryType.SYMLINK:
-        if lower.linkname != entry.linkname:
-            return False
-    elif entry.type in (EntryType.CHAR, EntryType.BLOCK):
-        if (lower.devmajor, lower.devminor) != (entry.devmajor, entry.devminor):
-            return False
-    with_mtime = entry.type is not EntryType.DIR
-    return entry.same_metadata(lower, with_mtime=with_mtime)
+    inode = (
+        Inode(entry.size, -1, entry.sha256) if entry.type is EntryType.FILE else None
+    )
+    if not node.same_content(Node(entry, -1, inode)):
+        return False
+    # A directory's mtime moves whenever a child changes: not a change.
+    return entry.same_metadata(lower, with_mtime=entry.type is not EntryType.DIR)
