@@ -11,7 +11,8 @@ The public API:
 """
 
 from .archive import Image, open_image
-from .commit import commit_container, read_container
+from .changes import read_container
+from .commit import commit_container
 from .errors import LayerdiffError
 from .inspect import inspect_image, merged_view
 from .model import Change, ChangeKind, Entry, EntryType, Finding, ImageReport

@@ -534,7 +534,7 @@ def container_options(func):
 def _read_container(upper, merged, base, lowers, volumes, binds, inspect_file,
                     keep_stubs, image, platform):  # fmt: skip
     from . import mounts
-    from .commit import read_container
+    from .changes import read_container
 
     table = mounts.MountTable.defaults()
     if inspect_file:

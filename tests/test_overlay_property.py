@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from overlays import hash_tree, overlay, require_overlay, tree_view, unpack
 
 from layerdiff import merged_view, open_image
-from layerdiff.commit import commit_container, read_container, view_differences
+from layerdiff.changes import read_container
+from layerdiff.commit import commit_container, view_differences
 from layerdiff.mounts import MountTable
 
 NAMES = ["a", "b", "c"]
