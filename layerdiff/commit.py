@@ -1,8 +1,9 @@
 """Committing a container: its new layer, its config and the new image.
 
-``write_layer`` turns the committed part of a plan (see changes.py) into a deterministic OCI layer: sorted entries, PAX headers, no owner
-names, a gzip header without name or time, mtimes clamped to
-SOURCE_DATE_EPOCH when it is set. ``write_image`` puts the base image and
+``write_layer`` turns the committed part of a plan (see changes.py) into a
+deterministic OCI layer: sorted entries, PAX headers, no owner names, a
+gzip header without name or time, mtimes clamped to SOURCE_DATE_EPOCH when
+it is set. ``write_image`` puts the base image and
 the new layer into a docker save archive or an OCI layout tar.
 """
 
