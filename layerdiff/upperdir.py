@@ -24,9 +24,9 @@ import logging
 import os
 import stat
 import tarfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
-from collections.abc import Callable, Iterator
 
 from . import paths, whiteout
 from .errors import LayerdiffError, UnsupportedOverlayError
