@@ -584,7 +584,9 @@ def changes(upper, merged, base, lowers, volumes, binds, inspect_file, keep_stub
         click.echo(render.to_json(data), nl=False)
     else:
         click.echo(render.render_changes(rows, plan.lower_known), nl=False)
-    if fail_on_uncommitted and any(not row.committed for row in rows):
+    # A stub left out loses nothing: it is an empty placeholder.
+    lost = [row for row in rows if not row.committed and row.reason != "stub"]
+    if fail_on_uncommitted and lost:
         raise click.exceptions.Exit(ExitCode.FINDINGS)
 
 

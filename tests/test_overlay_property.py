@@ -1,8 +1,9 @@
-"""Law: a commit of an overlay upper dir, read back, equals the merged view.
+"""Law: a commit of an overlay, read back, equals the mounted merged view.
 
 Random sequences of file operations run through a real kernel overlay; the
-committed image (base plus the new layer) must read back as exactly what
-the mounted merged directory shows.
+image committed from the upper dir, and the one committed from the merged
+root compared with the base, must both read back as exactly what the
+mounted merged directory shows.
 """
 
 from __future__ import annotations
@@ -128,10 +129,20 @@ def test_commit_of_random_operations_reads_back_as_the_merged_view(ops):
             finally:
                 container.close()
             assert hash_tree(upper) == before
+            from_merged = read_container(
+                None, merged=str(merged), base=str(image), table=MountTable.defaults()
+            )
+            try:
+                again = commit_container(
+                    from_merged, str(work / "merged.tar"), fmt="docker", verify=True
+                )
+            finally:
+                from_merged.close()
 
-        assert result.problems == []
-        img = open_image(str(work / "out.tar"))
-        try:
-            assert view_differences(live, merged_view(img)) == []
-        finally:
-            img.close()
+        assert result.problems == [] and again.problems == []
+        for output in ("out.tar", "merged.tar"):
+            img = open_image(str(work / output))
+            try:
+                assert view_differences(live, merged_view(img)) == [], output
+            finally:
+                img.close()

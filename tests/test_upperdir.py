@@ -276,3 +276,14 @@ def test_mount_flags_need_absolute_destinations():
         parse_mount("data", volume=True)
     with pytest.raises(UsageError):
         parse_mount("/only", volume=False)
+
+
+def test_stubs_alone_do_not_fail_the_uncommitted_check(tmp_path, base):
+    upper = tmp_path / "upper"
+    (upper / "etc").mkdir(parents=True)
+    (upper / "etc/hostname").write_bytes(b"")
+
+    result = run_cli("changes", upper, "--base", base, "--fail-on-uncommitted")
+
+    assert result.exit_code == 0
+    assert "stub" in result.output
