@@ -128,7 +128,7 @@ def _tarinfo(name: str, entry: Entry | None, mtime: int) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.mtime = mtime
     info.uname = info.gname = ""
-    if entry is None:  # a whiteout or opaque marker
+    if entry is None:  # a whiteout, or the entry making a directory opaque
         info.type = tarfile.REGTYPE
         info.mode = _WHITEOUT_MODE
         return info

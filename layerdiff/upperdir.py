@@ -323,9 +323,9 @@ def read_upperdir(source: str, *, lower: MergedView | None = None) -> UpperDir:
                 changeset.whiteouts.append(raw.path)
             continue
         if base.startswith(whiteout.WH_PREFIX):
-            marker = whiteout.parse_name(raw.path)
-            assert marker is not None
-            kind, target = marker
+            meaning = whiteout.parse_name(raw.path)
+            assert meaning is not None
+            kind, target = meaning
             if kind == "opaque":
                 opaque.add(target)
             elif kind == "whiteout":
