@@ -287,3 +287,19 @@ def test_stubs_alone_do_not_fail_the_uncommitted_check(tmp_path, base):
 
     assert result.exit_code == 0
     assert "stub" in result.output
+
+
+def test_upper_content_under_a_mount_point_is_committed_but_flagged(tmp_path, base):
+    upper = tmp_path / "upper"
+    (upper / "data").mkdir(parents=True)
+    (upper / "data/hidden").write_bytes(b"written before the volume")
+
+    result = run_cli("changes", upper, "--base", base, "--volume", "/data", "--json")
+
+    rows = {row["path"]: row for row in result.json}
+    hidden = rows["data/hidden"]
+    assert (hidden["committed"], hidden["reason"]) == (True, "under-mount-point")
+    assert (rows["data"]["committed"], rows["data"]["reason"]) == (
+        True,
+        "under-mount-point",
+    )
