@@ -385,7 +385,7 @@ def read_container(
         if merged is not None:
             if result.base_view is None:
                 raise UsageError("--merged needs the base: give --base or --lower")
-            read = read_merged_root(merged, result.base_view, skip=table.is_virtual)
+            read = read_merged_root(merged, result.base_view, skip=table.is_kernel_fs)
         else:
             assert upper is not None
             read = read_upperdir(upper, lower=result.base_view)

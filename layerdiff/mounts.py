@@ -101,13 +101,17 @@ class MountTable:
                 best = mount
         return best
 
-    def is_mount_point(self, path: str) -> bool:
-        return any(m.destination == path for m in self.mounts)
+    def is_kernel_fs(self, path: str) -> bool:
+        """Tell whether ``path`` lies in /proc, /sys or /dev, never walked.
 
-    def is_virtual(self, path: str) -> bool:
-        """Tell whether ``path`` lies in a virtual filesystem (never walked)."""
+        Their content is the kernel's, not the container's; a tmpfs mount
+        elsewhere is walked, so what was written into it can be listed.
+        """
         mount = self.covering(path)
-        return mount is not None and mount.reason == VIRTUAL_FS
+        if mount is None or mount.reason != VIRTUAL_FS:
+            return False
+        top = path.split("/", 1)[0]
+        return top in _VIRTUAL
 
 
 def _destination(text: str, what: str) -> str:

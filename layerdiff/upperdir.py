@@ -57,9 +57,6 @@ _ORIGIN_XATTRS = (
 _FUSE_OPAQUE_DEVICE = ".wh..opq"
 _CHUNK = 1 << 20
 
-# Virtual filesystems of a running container: never walked in a merged root.
-VIRTUAL_ROOTS = ("proc", "sys", "dev")
-
 
 def is_bookkeeping_xattr(name: str) -> bool:
     """Tell whether an xattr is the overlay's own and must not be copied."""

@@ -353,3 +353,47 @@ def test_inspect_json_names_the_upper_dir_lower_dirs_and_volumes(mounted, tmp_pa
     assert {(r["path"], r["kind"]) for r in result.json} == EXPECTED
     lost = {r["path"]: r["reason"] for r in result.json if not r["committed"]}
     assert lost == {"data": "stub", "data/written.txt": "volume"}
+
+
+def test_merged_root_lists_tmpfs_writes_as_lost_and_keeps_the_base_below(
+    mounted, tmp_path
+):
+    import json
+    import subprocess
+
+    image, _upper, merged = mounted
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "ociVersion": "1.0.2",
+                "mounts": [{"destination": "/srv", "type": "tmpfs", "source": "tmpfs"}],
+            }
+        )
+    )
+    out = tmp_path / "out.tar"
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(merged / "srv")], check=True)
+    try:
+        (merged / "srv/scratch").write_bytes(b"temporary")
+        shown = run_cli(
+            "changes", "--merged", merged, "--base", image, "--inspect", config,
+            "--json",
+        )  # fmt: skip
+        result = run_cli(
+            "commit", "--merged", merged, "--base", image, "--inspect", config,
+            "-o", out, "--verify",
+        )  # fmt: skip
+    finally:
+        subprocess.run(["umount", str(merged / "srv")], check=True)
+    live = tree_view(merged)
+
+    rows = {row["path"]: row for row in shown.json}
+    assert rows["srv/scratch"]["reason"] == "virtual-fs"
+    assert rows["srv/dir-to-file"]["kind"] == "D"
+    assert not any(r["committed"] for p, r in rows.items() if p.startswith("srv"))
+    assert result.exit_code == 0, result.stderr
+    img = open_image(str(out))
+    try:
+        assert view_differences(live, merged_view(img)) == []
+    finally:
+        img.close()
