@@ -367,7 +367,7 @@ def read_container(
     if upper is not None and merged is not None:
         raise UsageError("give either an upper dir or --merged, not both")
     lowers = list(lowers)
-    if base is None and not lowers and merged is None:
+    if base is None and not lowers:
         lowers = list(table.lower_dirs)
 
     result = Container(plan=None, table=table)  # type: ignore[arg-type]
