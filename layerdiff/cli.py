@@ -521,6 +521,183 @@ def why(target, path, as_json, image, platform, max_size, jobs) -> None:
         click.echo(render.render_why(report, result), nl=False)
 
 
+# --- Container upper dirs: changes and commit ----------------------------------
+
+_container_options = [
+    click.option("--merged", "merged", metavar="DIR",
+                 help="The container's merged root (such as /proc/PID/root) "
+                      "instead of an upper dir; compared with the base."),
+    click.option("--base", metavar="IMAGE",
+                 help="The image the container runs (any archive inspect reads)."),
+    click.option("--lower", "lowers", metavar="DIR", multiple=True,
+                 help="An overlay lower dir, top first; repeat for each."),
+    click.option("--volume", "volumes", metavar="[SRC:]PATH", multiple=True,
+                 help="A volume mounted at PATH (SRC: its host directory)."),
+    click.option("--mount", "binds", metavar="SRC:DST", multiple=True,
+                 help="A bind mount of SRC at DST."),
+    click.option("--inspect", "inspect_file", metavar="FILE",
+                 help="docker/podman inspect JSON of the container, or an OCI "
+                      "runtime config.json: upper, lower dirs and mounts."),
+    click.option("--keep-stubs", is_flag=True,
+                 help="Commit the empty files and mount-point directories that "
+                      "runtimes leave behind."),
+    click.option("--image", "image", metavar="NAME",
+                 help="Which image of a multi-image base archive."),
+    click.option("--platform", metavar="OS/ARCH[/VARIANT]",
+                 help="Which platform of a multi-platform base."),
+]  # fmt: skip
+
+
+def container_options(func):
+    for option in reversed(_container_options):
+        func = option(func)
+    return func
+
+
+def _read_container(upper, merged, base, lowers, volumes, binds, inspect_file,
+                    keep_stubs, image, platform):  # fmt: skip
+    from . import mounts
+    from .changes import read_container
+
+    table = mounts.MountTable.defaults()
+    if inspect_file:
+        table.merge(mounts.read_inspect(inspect_file))
+    for text in volumes:
+        table.add(mounts.parse_mount(text, volume=True))
+    for text in binds:
+        table.add(mounts.parse_mount(text, volume=False))
+    return read_container(
+        upper,
+        merged=merged,
+        base=base,
+        lowers=lowers,
+        table=table,
+        keep_stubs=keep_stubs,
+        image=image,
+        platform=platform,
+    )
+
+
+@main.command()
+@click.argument("upper", required=False, metavar="[UPPER]")
+@container_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.option("--fail-on-uncommitted", is_flag=True,
+              help="Exit 1 when a commit would lose anything.")  # fmt: skip
+def changes(upper, merged, base, lowers, volumes, binds, inspect_file, keep_stubs,
+            image, platform, as_json, fail_on_uncommitted) -> None:  # fmt: skip
+    """Show what a container changed and whether a commit captures it.
+
+    UPPER is an overlay upper dir or a tar of one (tar --xattrs).
+
+    \b
+    Example:
+      layerdiff changes /var/lib/docker/overlay2/ID/diff --base app.tar
+      layerdiff changes --inspect inspect.json --base app.tar --json
+    """
+    container = _read_container(upper, merged, base, lowers, volumes, binds,
+                                inspect_file, keep_stubs, image, platform)  # fmt: skip
+    try:
+        plan = container.plan
+        rows = container.all_changes()
+    finally:
+        container.close()
+    if as_json:
+        data = [row.to_json() for row in rows]
+        click.echo(render.to_json(data), nl=False)
+    else:
+        click.echo(render.render_changes(rows, plan.lower_known), nl=False)
+    # A stub left out loses nothing: it is an empty placeholder.
+    lost = [row for row in rows if not row.committed and row.reason != "stub"]
+    if fail_on_uncommitted and lost:
+        raise click.exceptions.Exit(ExitCode.FINDINGS)
+
+
+@main.command()
+@click.argument("upper", required=False, metavar="[UPPER]")
+@container_options
+@click.option(
+    "-o", "--output", required=True, metavar="OUT", help="Where to write the new image."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["docker", "oci"]),
+    help="Archive format (default: the base's).",
+)
+@click.option(
+    "--compression",
+    type=click.Choice(["gzip", "zstd", "none"]),
+    help="Layer compression (default: gzip for oci, none for docker).",
+)
+@click.option("--layer-out", metavar="FILE", help="Also write the layer blob here.")
+@click.option(
+    "--json",
+    "json_out",
+    metavar="FILE",
+    help="Write the commit's JSON to FILE ('-' for stdout).",
+)
+@click.option(
+    "-c",
+    "--change",
+    "config_changes",
+    multiple=True,
+    metavar="INSTR",
+    help="Edit the config as docker commit --change does: CMD, "
+    "ENTRYPOINT, ENV, EXPOSE, LABEL, USER, VOLUME, WORKDIR.",
+)
+@click.option("-m", "--message", help="The history step's comment.")
+@click.option("-a", "--author", help="The image author.")
+@click.option("-t", "--tag", help="The name of the new image (repo:tag).")
+@click.option("--verify", is_flag=True,
+              help="Build the layer twice and compare, then read the image "
+                   "back and check its merged view.")  # fmt: skip
+def commit(upper, merged, base, lowers, volumes, binds, inspect_file, keep_stubs,
+           image, platform, output, fmt, compression, layer_out, json_out,
+           config_changes, message, author, tag, verify) -> None:  # fmt: skip
+    """Write the base image plus one new layer made from an upper dir.
+
+    \b
+    Example:
+      layerdiff commit UPPER --base app.tar -o app-new.tar
+      layerdiff commit --inspect inspect.json --base app.tar -o new.tar \\
+          --change 'CMD ["/app/run"]' --json -
+    """
+    from .commit import commit_container
+
+    if base is None:
+        raise click.UsageError("commit needs --base IMAGE")
+    container = _read_container(upper, merged, base, lowers, volumes, binds,
+                                inspect_file, keep_stubs, image, platform)  # fmt: skip
+    try:
+        result = commit_container(
+            container,
+            output,
+            fmt=fmt,
+            compression=compression,
+            layer_out=layer_out,
+            changes=config_changes,
+            message=message,
+            author=author,
+            tag=tag,
+            verify=verify,
+        )
+    finally:
+        container.close()
+    data = render.commit_json(result)
+    if json_out == "-":
+        click.echo(render.to_json(data), nl=False)
+    else:
+        if json_out:
+            from .output import atomic_output
+
+            with atomic_output(json_out) as handle:
+                handle.write(render.to_json(data).encode())
+        click.echo(render.render_commit(result), nl=False)
+    if verify and result.problems:
+        raise click.exceptions.Exit(ExitCode.FINDINGS)
+
+
 def _terminate(signum, frame) -> None:
     # SIGTERM unwinds like Ctrl-C, so temporary outputs are removed.
     raise KeyboardInterrupt

@@ -33,6 +33,9 @@ __all__ = [
     "why_json",
     "render_why",
     "budget_text",
+    "render_changes",
+    "commit_json",
+    "render_commit",
 ]
 
 SCHEMA_VERSION = 1
@@ -590,4 +593,89 @@ def render_why(report: ImageReport, result: Provenance) -> str:
         if rows
         else "(no layer names it; created implicitly as a parent directory)"
     )
+
+
+def render_changes(rows, lower_known: bool) -> str:
+    """Return the docker-diff-like table of a container's changes."""
+    table = [
+        [
+            row.kind,
+            "/" + row.path,
+            human_size(row.size) if row.size else "",
+            "yes" if row.committed else "no",
+            row.reason,
+        ]
+        for row in rows
+    ]
+    lines = [
+        tabulate(
+            table,
+            headers=["kind", "path", "size", "committed", "reason"],
+            disable_numparse=True,
+        )
+    ]
+    lost = [row for row in rows if not row.committed]
+    if lost:
+        size = sum(row.size for row in lost)
+        lines.append(
+            f"\n{len(lost)} changes a commit would not capture ({human_size(size)})"
+        )
+    if not lower_known:
+        lines.append(
+            "\nno base given (--base or --lower): additions and modifications "
+            "cannot be told apart; C marks copied-up paths only"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def commit_json(result) -> dict[str, Any]:
+    """Return the documented JSON form of a commit."""
+    layer = result.layer
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "output": result.output,
+        "format": result.image.format,
+        "manifest_digest": result.image.manifest_digest,
+        "config_digest": result.image.config_digest,
+        "layer": {
+            "diff_id": layer.diff_id,
+            "digest": layer.digest,
+            "size": layer.size,
+            "uncompressed_size": layer.uncompressed_size,
+            "compression": layer.compression,
+            "entries": layer.entries,
+        },
+        "layer_out": result.layer_out,
+        "config": result.image.config,
+        "history": result.history,
+        "left_out": [row.to_json() for row in result.left_out],
+        "volume_writes": [row.to_json() for row in result.volume_writes],
+        "verified": result.verified,
+        "problems": result.problems,
+    }
+
+
+def render_commit(result) -> str:
+    """Return the short human summary of a commit."""
+    layer = result.layer
+    lines = [
+        f"wrote {result.output} ({result.image.format})",
+        f"  new layer {short_digest(layer.diff_id)}: {layer.entries} entries, "
+        f"{human_size(layer.size)} {layer.compression} "
+        f"({human_size(layer.uncompressed_size)} uncompressed)",
+    ]
+    if result.left_out:
+        lines.append(f"  left out {len(result.left_out)} paths:")
+        for row in result.left_out:
+            lines.append(f"    {row.kind} /{row.path} ({row.reason})")
+    if result.volume_writes:
+        size = sum(row.size for row in result.volume_writes)
+        lines.append(
+            f"  {len(result.volume_writes)} files written into volumes and bind "
+            f"mounts are not in the image ({human_size(size)})"
+        )
+    if result.verified:
+        lines.append("  verified: the layer is reproducible and the image reads back")
+    for problem in result.problems:
+        lines.append(f"  verification failed: {problem}")
     return "\n".join(lines) + "\n"
