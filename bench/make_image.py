@@ -177,7 +177,9 @@ def build(out: str, scale: float, workdir: str) -> list[dict]:
     base.dir("usr/share")
     _tree(base, "usr/share/doc", n(10_000), 1_500)
     for index in range(n(2_000)):
-        base.symlink(f"bin/tool{index:05d}", f"../usr/lib/d00000/f{index % 200:06d}.dat")
+        base.symlink(
+            f"bin/tool{index:05d}", f"../usr/lib/d00000/f{index % 200:06d}.dat"
+        )
     layers.append(base.close())
 
     deps = _Layer(workdir, 2)  # a package install with one large blob

@@ -6,6 +6,7 @@ import enum
 import logging
 import signal
 import sys
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -13,6 +14,7 @@ import click
 
 from . import render
 from .archive import Image, open_image
+from .cache import LayerCache, default_cache_dir
 from .errors import LayerdiffError
 from .inspect import inspect_image, merged_view
 
@@ -46,15 +48,22 @@ def _parse_size(text: str | None) -> int | None:
 
 
 class _Progress:
-    """A one-line progress bar on stderr, only when stderr is a terminal."""
+    """A one-line progress bar on stderr, only when stderr is a terminal.
 
-    def __init__(self, label: str) -> None:
+    It appears once a run has taken a second, so quick runs stay silent.
+    """
+
+    def __init__(self, label: str, delay: float = 1.0) -> None:
         self.label = label
         self.enabled = sys.stderr.isatty()
         self.shown = False
+        self.start = time.monotonic()
+        self.delay = delay
 
     def __call__(self, done: int, total: int) -> None:
         if not self.enabled or total <= 0:
+            return
+        if not self.shown and time.monotonic() - self.start < self.delay:
             return
         width = 30
         filled = int(width * done / total)
@@ -103,7 +112,18 @@ _image_options = [
                  help="Refuse a layer that decompresses to more than SIZE."),
     click.option("-j", "--jobs", type=click.IntRange(1, 256), default=None,
                  help="Worker processes for reading layers (default: all cores)."),
+    click.option("--cache", "cache_dir", metavar="DIR", envvar="LAYERDIFF_CACHE",
+                 help="Layer index cache directory (default: "
+                      "$XDG_CACHE_HOME/layerdiff)."),
+    click.option("--no-cache", is_flag=True,
+                 help="Read every layer in full; neither use nor fill the cache."),
 ]  # fmt: skip
+
+
+def _cache(cache_dir: str | None, no_cache: bool) -> LayerCache | None:
+    if no_cache:
+        return None
+    return LayerCache(cache_dir or default_cache_dir())
 
 
 def image_options(func):
@@ -131,7 +151,9 @@ def main(verbose: int) -> None:
 @click.option("--layer", type=int, help="Show the changes of layer N (1 = bottom).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @image_options
-def inspect(sources, layer, as_json, image, platform, max_size, jobs) -> None:
+def inspect(
+    sources, layer, as_json, image, platform, max_size, jobs, cache_dir, no_cache
+) -> None:
     """Show every layer: history step, sizes, changes and waste.
 
     IMAGE is a docker save archive, an OCI layout (directory or tar) or,
@@ -147,7 +169,11 @@ def inspect(sources, layer, as_json, image, platform, max_size, jobs) -> None:
         progress = _Progress("reading layers")
         try:
             report = inspect_image(
-                img, max_size=_parse_size(max_size), jobs=jobs, progress=progress
+                img,
+                max_size=_parse_size(max_size),
+                jobs=jobs,
+                progress=progress,
+                cache=_cache(cache_dir, no_cache),
             )
         finally:
             progress.close()
@@ -169,7 +195,9 @@ def inspect(sources, layer, as_json, image, platform, max_size, jobs) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @image_options
-def files(sources, layer, as_json, image, platform, max_size, jobs) -> None:
+def files(
+    sources, layer, as_json, image, platform, max_size, jobs, cache_dir, no_cache
+) -> None:
     """List the files of the merged view, with the layer each comes from.
 
     \b
@@ -179,7 +207,18 @@ def files(sources, layer, as_json, image, platform, max_size, jobs) -> None:
     """
     with _opened(sources, image, platform, _parse_size(max_size)) as img:
         index = _layer_index(img, layer)
-        view = merged_view(img, upto=index, max_size=_parse_size(max_size), jobs=jobs)
+        progress = _Progress("reading layers")
+        try:
+            view = merged_view(
+                img,
+                upto=index,
+                max_size=_parse_size(max_size),
+                jobs=jobs,
+                progress=progress,
+                cache=_cache(cache_dir, no_cache),
+            )
+        finally:
+            progress.close()
     if as_json:
         click.echo(render.to_json(render.files_json(view)), nl=False)
     else:
