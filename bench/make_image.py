@@ -29,6 +29,7 @@ import tempfile
 from isal.isal_zlib import compressobj
 
 MTIME = 1_700_000_000
+SIZE_SCALE = 1.0  # multiplies every file size; set by --size-scale
 # Text-like content: random bytes folded onto 16 letters compress about 2:1,
 # the rest is left random, like already compressed binaries.
 _FOLD = bytes(b"etaoinshrdlucmfw"[i % 16] for i in range(256))
@@ -86,6 +87,7 @@ class _Layer:
         self._tar.addfile(self._info(name, tarfile.DIRTYPE, mode))
 
     def file(self, name: str, size: int, mode: int = 0o644) -> None:
+        size = int(size * SIZE_SCALE)
         data = self.rng.randbytes(size)
         if self.rng.random() < 0.6:
             data = data.translate(_FOLD)
@@ -101,6 +103,7 @@ class _Layer:
     def big(self, name: str, size: int) -> None:
         """Add one large file without holding it all in memory."""
         rng = random.Random(name)
+        size = int(size * SIZE_SCALE)
 
         class _Stream(io.RawIOBase):
             left = size
@@ -275,7 +278,15 @@ def main() -> None:
     parser.add_argument(
         "--scale", type=float, default=1.0, help="file count and bytes (1 = 200k)"
     )
+    parser.add_argument(
+        "--size-scale",
+        type=float,
+        default=1.0,
+        help="file sizes only, for many small entries (default 1)",
+    )
     args = parser.parse_args()
+    global SIZE_SCALE
+    SIZE_SCALE = args.size_scale
     with tempfile.TemporaryDirectory(prefix="make_image.") as workdir:
         layers = build(args.out, args.scale, workdir)
     files = sum(x["files"] for x in layers)
