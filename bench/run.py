@@ -12,8 +12,7 @@ largest resident set of any process of the command (from wait4).
 Cases:
   inspect cold     layerdiff inspect --json --no-cache, against
                    `gzip -dc LAYER | sha256sum` over every layer in turn
-  inspect warm     the same with a filled layer cache
-  shared base      a second image with the same bottom four layers
+  inspect warm     the same with a filled layer cache (every layer shared)
   scale N          inspect cold at several sizes: time per entry and per byte
   dive             `dive --ci` on the same archive, when dive is on PATH
   commit           `layerdiff commit` of a 1 GiB, 100k-file upper dir against
