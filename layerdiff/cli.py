@@ -12,11 +12,18 @@ from typing import Iterator
 
 import click
 
-from . import render
+from . import render, render_ci
+from .analyses.audit import DEFAULT_LARGE, audit_image
+from .analyses.budget import check_budgets, read_baseline
+from .analyses.compare import NOISE, compare_images
+from .analyses.why import why_path
 from .archive import Image, open_image
 from .cache import LayerCache, default_cache_dir
+from .config import budgets_from, load_settings
 from .errors import LayerdiffError
 from .inspect import inspect_image, merged_view
+from .output import atomic_output, same_file
+from .tree import MergedView
 
 __all__ = ["main", "ExitCode"]
 
@@ -126,10 +133,18 @@ def _cache(cache_dir: str | None, no_cache: bool) -> LayerCache | None:
     return LayerCache(cache_dir or default_cache_dir())
 
 
-def image_options(func):
-    for option in reversed(_image_options):
-        func = option(func)
-    return func
+def image_options(func=None, *, size_limit: bool = True):
+    """Add --image, --platform, --max-size (unless ``size_limit`` is off), -j,
+    --cache and --no-cache."""
+
+    def decorate(func):
+        for option in reversed(_image_options):
+            if not size_limit and option is _image_options[2]:
+                continue
+            func = option(func)
+        return func
+
+    return decorate(func) if func is not None else decorate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -223,6 +238,340 @@ def files(
         click.echo(render.to_json(render.files_json(view)), nl=False)
     else:
         click.echo(render.render_files(view), nl=False)
+
+
+# --- Audit, budgets, comparison and provenance -------------------------------
+
+
+def _emit(text: str | bytes, output: str | None) -> None:
+    """Write a report to stdout, or atomically to ``output``."""
+    if output is None:
+        click.echo(text if isinstance(text, str) else text.decode(), nl=False)
+        return
+    with atomic_output(output) as handle:
+        handle.write(text.encode() if isinstance(text, str) else text)
+
+
+def _one_format(**flags: bool) -> str | None:
+    chosen = [name for name, on in flags.items() if on]
+    if len(chosen) > 1:
+        raise click.UsageError(
+            "choose one output format: " + ", ".join("--" + c for c in chosen)
+        )
+    return chosen[0] if chosen else None
+
+
+def _inspected(source, image, platform, max_size, jobs, cache=None):
+    """Open one image and return its inspect report and final merged view."""
+    with _opened([source], image, platform, max_size) as img:
+        view = MergedView()
+        progress = _Progress(f"reading {source}")
+        try:
+            report = inspect_image(
+                img,
+                max_size=max_size,
+                jobs=jobs,
+                progress=progress,
+                view=view,
+                cache=cache,
+            )
+        finally:
+            progress.close()
+    return report, view
+
+
+_output_option = click.option(
+    "-o", "--output", metavar="FILE", help="Write the report to FILE, not stdout."
+)
+_config_option = click.option(
+    "--config",
+    "config_path",
+    metavar="FILE",
+    help="Settings file (default: .layerdiff.toml, else [tool.layerdiff] in "
+    "pyproject.toml, in the current directory).",
+)
+
+
+@main.command()
+@click.argument("target", metavar="IMAGE")
+@click.option(
+    "--fail-on",
+    type=click.Choice(["error", "warning", "info", "none"]),
+    help="Exit 1 when a finding at or above this severity exists (default: error).",
+)
+@click.option("--large", metavar="SIZE",
+              help="Report files of at least SIZE (default 50MB).")  # fmt: skip
+@click.option("--disable", "disable", multiple=True, metavar="RULE",
+              help="Switch a rule off by id; repeatable.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.option("--sarif", is_flag=True, help="Print a SARIF 2.1.0 log.")
+@click.option("--markdown", is_flag=True, help="Print a pull-request comment.")
+@_output_option
+@_config_option
+@image_options
+def audit(
+    target, fail_on, large, disable, as_json, sarif, markdown, output,
+    config_path, image, platform, max_size, jobs, cache_dir, no_cache,
+) -> None:  # fmt: skip
+    """Find secrets, waste, risky permissions and broken layer rules.
+
+    Secrets are found in every layer, deleted ones included: their bytes
+    stay in the image. Exit 1 when a finding at or above --fail-on exists.
+
+    \b
+    Example:
+      layerdiff audit app.tar
+      layerdiff audit app.tar --fail-on warning --sarif -o audit.sarif
+    """
+    fmt = _one_format(json=as_json, sarif=sarif, markdown=markdown)
+    settings = load_settings(config_path)
+    fail_on = fail_on or settings.fail_on or "error"
+    threshold = _parse_size(large) if large else settings.large or DEFAULT_LARGE
+    report, view = _inspected(
+        target,
+        image,
+        platform,
+        _parse_size(max_size),
+        jobs,
+        _cache(cache_dir, no_cache),
+    )
+    result = audit_image(
+        report, view, large=threshold, disabled=set(disable) | settings.disable
+    )
+    if fmt == "json":
+        _emit(render.to_json(render.audit_json(report, result, fail_on)), output)
+    elif fmt == "sarif":
+        _emit(render_ci.audit_sarif(report, result), output)
+    elif fmt == "markdown":
+        _emit(render_ci.audit_markdown(report, result, fail_on), output)
+    else:
+        _emit(render.render_audit(report, result, fail_on), output)
+    if result.fails(fail_on):
+        sys.exit(ExitCode.FINDINGS)
+
+
+@main.command()
+@click.argument("target", metavar="IMAGE")
+@click.option(
+    "--max-size",
+    "budget_size",
+    metavar="SIZE",
+    help="Largest uncompressed image size, e.g. 200MB.",
+)
+@click.option(
+    "--max-layer-size",
+    metavar="SIZE",
+    help="Largest uncompressed size of any one layer.",
+)
+@click.option("--max-layers", metavar="N", help="Most layers allowed.")
+@click.option(
+    "--max-wasted",
+    metavar="SIZE",
+    help="Most bytes shipped but unused (shadowed, deleted, copied).",
+)
+@click.option(
+    "--min-efficiency",
+    metavar="RATIO",
+    help="Least share of shipped file bytes used, e.g. 95%.",
+)
+@click.option(
+    "--baseline",
+    metavar="FILE",
+    help="inspect --json (or baseline) output of an earlier build.",
+)
+@click.option(
+    "--max-growth", metavar="5%|10MB", help="Most growth allowed over the baseline."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--markdown", is_flag=True, help="Print a markdown summary.")
+@click.option("--junit", metavar="FILE", help="Also write a JUnit XML report.")
+@_output_option
+@_config_option
+@image_options(size_limit=False)
+def check(
+    target, budget_size, max_layer_size, max_layers, max_wasted, min_efficiency,
+    baseline, max_growth, as_json, markdown, junit, output, config_path,
+    image, platform, jobs, cache_dir, no_cache,
+) -> None:  # fmt: skip
+    """Check size budgets, and growth against a baseline, for CI.
+
+    Exit 0 when every budget holds, 1 when one is exceeded, 2 on bad input.
+
+    \b
+    Example:
+      layerdiff check app.tar --max-size 200MB --max-layers 12
+      layerdiff check app.tar --baseline base.json --max-growth 5% --junit r.xml
+    """
+    fmt = _one_format(json=as_json, markdown=markdown)
+    settings = load_settings(config_path)
+    given = budgets_from(
+        {
+            "max-size": budget_size,
+            "max-layer-size": max_layer_size,
+            "max-layers": max_layers,
+            "max-wasted": max_wasted,
+            "min-efficiency": min_efficiency,
+            "max-growth": max_growth,
+            "baseline": baseline,
+        }
+    )
+    budgets = settings.budgets.merged(given)
+    if not budgets.any_set():
+        raise click.UsageError(
+            "no budget given: use --max-size, --max-layer-size, --max-layers, "
+            "--max-wasted, --min-efficiency, --max-growth or a config file"
+        )
+    recorded = read_baseline(budgets.baseline) if budgets.baseline else None
+    report, view = _inspected(
+        target, image, platform, None, jobs, _cache(cache_dir, no_cache)
+    )
+    result = check_budgets(report, budgets, view=view, baseline=recorded)
+    if junit:
+        with atomic_output(junit) as handle:
+            handle.write(render_ci.check_junit(report, result))
+    if fmt == "json":
+        _emit(render.to_json(render.check_json(report, result)), output)
+    elif fmt == "markdown":
+        _emit(render_ci.check_markdown(report, result), output)
+    else:
+        _emit(render.render_check(report, result), output)
+    if not result.passed:
+        sys.exit(ExitCode.FINDINGS)
+
+
+@main.command()
+@click.argument("target", metavar="IMAGE")
+@click.option("-o", "--output", metavar="FILE", required=True,
+              help="Where to write the baseline JSON.")  # fmt: skip
+@image_options
+def baseline(
+    target, output, image, platform, max_size, jobs, cache_dir, no_cache
+) -> None:
+    """Record an image's sizes as a baseline for check --max-growth.
+
+    The baseline is the same JSON as inspect --json.
+
+    \b
+    Example:
+      layerdiff baseline app.tar -o layerdiff-baseline.json
+    """
+    if same_file(output, [target]):
+        raise click.UsageError("the baseline would overwrite the image it reads")
+    report, _ = _inspected(
+        target,
+        image,
+        platform,
+        _parse_size(max_size),
+        jobs,
+        _cache(cache_dir, no_cache),
+    )
+    _emit(render.to_json(render.inspect_json(report)), output)
+
+
+@main.command()
+@click.argument("old", metavar="OLD")
+@click.argument("new", metavar="NEW")
+@click.option(
+    "--depth",
+    type=click.IntRange(0, 64),
+    default=2,
+    show_default=True,
+    help="Roll differences up to directories this deep.",
+)
+@click.option(
+    "--ignore",
+    multiple=True,
+    metavar="GLOB",
+    help="Leave out paths matching GLOB (and what is below); repeatable.",
+)
+@click.option(
+    "--ignore-noise",
+    is_flag=True,
+    help="Leave out logs, caches and other paths every build changes.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(0),
+    default=50,
+    show_default=True,
+    help="Paths to list (0: all).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@_output_option
+@_config_option
+@image_options
+def compare(
+    old, new, depth, ignore, ignore_noise, limit, as_json, output, config_path,
+    image, platform, max_size, jobs, cache_dir, no_cache,
+) -> None:  # fmt: skip
+    """Compare two images: paths added, removed and changed, and their layers.
+
+    Exit 0 when the images are identical (after --ignore), 1 when not.
+
+    \b
+    Example:
+      layerdiff compare app-1.0.tar app-1.1.tar --ignore-noise
+      layerdiff compare old.tar new.tar --depth 3 --ignore '/usr/share/doc/*'
+    """
+    settings = load_settings(config_path)
+    patterns = list(settings.ignore) + list(ignore)
+    if ignore_noise or settings.ignore_noise:
+        patterns += NOISE
+    limit_size = _parse_size(max_size)
+    old_report, old_view = _inspected(
+        old, image, platform, limit_size, jobs, _cache(cache_dir, no_cache)
+    )
+    new_report, new_view = _inspected(
+        new, image, platform, limit_size, jobs, _cache(cache_dir, no_cache)
+    )
+    result = compare_images(
+        old_report, old_view, new_report, new_view, depth=depth, ignore=patterns
+    )
+    shown = None if as_json or limit == 0 else limit
+    if as_json:
+        _emit(
+            render.to_json(
+                render.compare_json(old_report, new_report, result, limit=shown)
+            ),
+            output,
+        )
+    else:
+        _emit(
+            render.render_compare(old_report, new_report, result, limit=shown), output
+        )
+    if not result.identical:
+        sys.exit(ExitCode.FINDINGS)
+
+
+@main.command()
+@click.argument("target", metavar="IMAGE")
+@click.argument("path")
+@click.option("--json", "as_json", is_flag=True, help="Print the provenance as JSON.")
+@image_options
+def why(
+    target, path, as_json, image, platform, max_size, jobs, cache_dir, no_cache
+) -> None:
+    """Show which layers added, replaced, re-owned or deleted one path.
+
+    Works for deleted paths too: it names the layer that still holds them.
+
+    \b
+    Example:
+      layerdiff why app.tar /usr/lib/libssl.so.3
+    """
+    report, view = _inspected(
+        target,
+        image,
+        platform,
+        _parse_size(max_size),
+        jobs,
+        _cache(cache_dir, no_cache),
+    )
+    result = why_path(report, view, path)
+    if as_json:
+        click.echo(render.to_json(render.why_json(report, result)), nl=False)
+    else:
+        click.echo(render.render_why(report, result), nl=False)
 
 
 def _terminate(signum, frame) -> None:

@@ -248,7 +248,7 @@ def _volume_writes(changes, volumes: list[str], layer: int) -> list[Finding]:
             found.append(
                 Finding(
                     "write-under-volume",
-                    f"{len(hits)} paths written under /{volume} after it was "
+                    f"{_count(len(hits), 'path')} written under /{volume} after it was "
                     "declared a VOLUME: the classic builder drops them and the "
                     "volume hides them at run time",
                     Severity.WARNING,
@@ -258,6 +258,10 @@ def _volume_writes(changes, volumes: list[str], layer: int) -> list[Finding]:
                 )
             )
     return found
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def merged_view(img: Image, *, upto: int | None = None, **options) -> MergedView:

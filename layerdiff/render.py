@@ -7,8 +7,12 @@ from typing import Any, Iterable
 
 from tabulate import tabulate
 
+from .analyses.audit import AuditResult
+from .analyses.budget import BudgetResult, CheckResult
+from .analyses.compare import Comparison
+from .analyses.why import Provenance
 from .errors import short_digest
-from .model import ImageReport, LayerReport
+from .model import Finding, ImageReport, LayerReport
 from .tree import MergedView
 
 __all__ = [
@@ -20,6 +24,15 @@ __all__ = [
     "render_layer",
     "files_json",
     "render_files",
+    "audit_json",
+    "render_audit",
+    "check_json",
+    "render_check",
+    "compare_json",
+    "render_compare",
+    "why_json",
+    "render_why",
+    "budget_text",
 ]
 
 SCHEMA_VERSION = 1
@@ -349,3 +362,311 @@ def _mode_string(kind: str, mode: int) -> str:
         else:
             bits += "x" if part & 1 else "-"
     return _TYPE_CHAR.get(kind, "?") + bits
+
+
+def _image_json(report: ImageReport) -> dict[str, Any]:
+    return {
+        "source": report.source,
+        "format": report.format,
+        "name": report.name,
+        "platform": report.platform,
+        "config_digest": report.config_digest,
+        "layers": len(report.layers),
+    }
+
+
+def _where(finding: Finding) -> str:
+    layer = f"{finding.layer + 1}" if finding.layer is not None else "-"
+    return layer
+
+
+def audit_json(
+    report: ImageReport, result: AuditResult, fail_on: str
+) -> dict[str, Any]:
+    """Return the documented JSON form of an audit."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "image": _image_json(report),
+        "findings": [f.to_json() for f in result.findings],
+        "counts": result.counts(),
+        "disabled": sorted(result.disabled),
+        "large": result.large,
+        "fail_on": fail_on,
+        "failed": result.fails(fail_on),
+    }
+
+
+def render_audit(report: ImageReport, result: AuditResult, fail_on: str) -> str:
+    """Return the audit as a table, most severe findings first."""
+    counts = result.counts()
+    lines = [
+        f"Image:    {report.name or '(untagged)'}  [{report.format}]  "
+        f"{len(report.layers)} layers",
+        f"Findings: {counts['error']} error, {counts['warning']} warning, "
+        f"{counts['info']} info",
+    ]
+    if result.findings:
+        rows = [
+            [
+                f.severity.value,
+                f.rule,
+                _where(f),
+                "/" + f.path if f.path is not None else "",
+                human_size(f.size) if f.size else "",
+                f.message,
+            ]
+            for f in result.findings
+        ]
+        lines.append("")
+        lines.append(
+            tabulate(
+                rows,
+                headers=["severity", "rule", "layer", "path", "size", "reason"],
+                disable_numparse=True,
+            )
+        )
+    verdict = "FAIL" if result.fails(fail_on) else "PASS"
+    lines.append("")
+    lines.append(f"{verdict} (--fail-on {fail_on})")
+    return "\n".join(lines) + "\n"
+
+
+def budget_text(result: BudgetResult, value: float) -> str:
+    """Return a budget value in its unit: 1.2 MB, 12, 95.0%."""
+    if result.unit == "bytes":
+        return human_size(value)
+    if result.unit == "ratio":
+        return f"{value * 100:.1f}%"
+    return str(int(value))
+
+
+def _budget_label(result: BudgetResult) -> str:
+    if result.layer is not None:
+        return f"{result.budget} (layer {result.layer + 1})"
+    return result.budget
+
+
+def check_json(report: ImageReport, result: CheckResult) -> dict[str, Any]:
+    """Return the documented JSON form of a budget check."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "image": _image_json(report),
+        "passed": result.passed,
+        "budgets": [r.to_json() for r in result.results],
+        "growth": result.growth.to_json() if result.growth is not None else None,
+    }
+
+
+def render_check(report: ImageReport, result: CheckResult) -> str:
+    """Return each budget, the actual value and pass or fail."""
+    lines = [
+        f"Image: {report.name or '(untagged)'}  [{report.format}]  "
+        f"{human_size(report.uncompressed_size)} uncompressed, "
+        f"{len(report.layers)} layers",
+        "",
+    ]
+    rows = [
+        [
+            _budget_label(r),
+            budget_text(r, r.limit),
+            budget_text(r, r.actual),
+            "pass" if r.passed else "FAIL",
+        ]
+        for r in result.results
+    ]
+    lines.append(
+        tabulate(
+            rows, headers=["budget", "limit", "actual", "result"], disable_numparse=True
+        )  # fmt: skip
+        if rows
+        else "(no budgets set: give --max-size and friends, or a config file)"
+    )
+    growth = result.growth
+    if growth is not None and not all(
+        r.passed for r in result.results if r.budget == "max-growth"
+    ):
+        grew = human_size(growth.size - growth.baseline_size)
+        lines += ["", f"Grew {grew} since the baseline "
+                      f"({human_size(growth.baseline_size)}):"]  # fmt: skip
+        if growth.layers:
+            lines.append("")
+            lines.append(
+                tabulate(
+                    [
+                        [
+                            item["layer"] or "-",
+                            item["baseline_layer"] or "-",
+                            item["match"],
+                            human_size(item["growth"]),
+                            _step(item["created_by"]),
+                        ]
+                        for item in growth.layers
+                    ],
+                    headers=["layer", "was", "match", "growth", "created by"],
+                    disable_numparse=True,
+                )
+            )
+        if growth.paths:
+            lines.append("")
+            lines.append(
+                tabulate(
+                    [
+                        [human_size(p["growth"]), p["layer"], p["path"]]
+                        for p in growth.paths
+                    ],
+                    headers=["growth", "layer", "path"],
+                    disable_numparse=True,
+                )
+            )
+    lines.append("")
+    lines.append("PASS" if result.passed else "FAIL")
+    return "\n".join(lines) + "\n"
+
+
+def compare_json(
+    old: ImageReport, new: ImageReport, result: Comparison, *, limit: int | None
+) -> dict[str, Any]:
+    """Return the documented JSON form of a comparison."""
+    shown = result.paths if limit is None else result.paths[:limit]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "old": _image_json(old) | {"uncompressed_size": old.uncompressed_size},
+        "new": _image_json(new) | {"uncompressed_size": new.uncompressed_size},
+        "identical": result.identical,
+        "counts": result.counts(),
+        "delta": result.delta,
+        "ignored": result.ignored,
+        "config": result.config,
+        "rollup": [r.to_json() for r in result.rollup[:limit]],
+        "paths": [p.to_json() for p in shown],
+        "paths_truncated": len(result.paths) - len(shown),
+        "layers": [m.to_json() for m in result.layers],
+    }
+
+
+def _signed(size: int) -> str:
+    return ("+" if size > 0 else "") + human_size(size)
+
+
+def render_compare(
+    old: ImageReport, new: ImageReport, result: Comparison, *, limit: int | None
+) -> str:
+    """Return the comparison: directories, paths and layers, by size impact."""
+    counts = result.counts()
+    lines = [
+        f"Old: {old.name or old.source}  {human_size(old.uncompressed_size)}, "
+        f"{len(old.layers)} layers",
+        f"New: {new.name or new.source}  {human_size(new.uncompressed_size)}, "
+        f"{len(new.layers)} layers",
+        f"Paths: {counts['added']} added, {counts['removed']} removed, "
+        f"{counts['changed']} changed; {_signed(result.delta)} in files"
+        + (f"; {result.ignored} ignored" if result.ignored else ""),
+    ]
+    if result.config:
+        lines += ["", "Config:"]
+        for key, values in sorted(result.config.items()):
+            lines.append(f"  {key}: {values['old']!r} -> {values['new']!r}")
+    if result.rollup:
+        lines.append("")
+        lines.append(
+            tabulate(
+                [
+                    [_signed(r.delta), r.added, r.removed, r.changed, "/" + r.path]
+                    for r in result.rollup[:limit]
+                ],
+                headers=["delta", "added", "removed", "changed", "directory"],
+                disable_numparse=True,
+            )  # fmt: skip
+        )
+    shown = result.paths if limit is None else result.paths[:limit]
+    if shown:
+        lines.append("")
+        rows = [
+            [
+                _signed(p.delta),
+                p.status + (f" ({p.reason})" if p.reason else ""),
+                p.type.value,
+                "/" + p.path,
+            ]
+            for p in shown
+        ]
+        lines.append(
+            tabulate(
+                rows, headers=["delta", "status", "type", "path"], disable_numparse=True
+            )  # fmt: skip
+        )
+        if len(shown) < len(result.paths):
+            lines.append(f"... {len(result.paths) - len(shown)} more (--limit 0: all)")
+    lines.append("")
+    lines.append(
+        tabulate(
+            [
+                [
+                    m.old + 1 if m.old is not None else "-",
+                    m.new + 1 if m.new is not None else "-",
+                    m.match
+                    + (f" {m.similarity * 100:.0f}%" if m.match == "similar" else ""),
+                    _signed(m.new_size - m.old_size),
+                    _step(m.created_by),
+                ]
+                for m in result.layers
+            ],
+            headers=["old", "new", "match", "delta", "created by"],
+            disable_numparse=True,
+        )
+    )
+    lines.append("")
+    lines.append("identical" if result.identical else "different")
+    return "\n".join(lines) + "\n"
+
+
+def why_json(report: ImageReport, result: Provenance) -> dict[str, Any]:
+    """Return the documented JSON form of a path's provenance."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "image": _image_json(report),
+        "path": "/" + result.path,
+        "present": result.present,
+        "final": result.final,
+        "cost": result.cost,
+        "wasted": result.wasted,
+        "events": [e.to_json() for e in result.events],
+    }
+
+
+def render_why(report: ImageReport, result: Provenance) -> str:
+    """Return the layers that touched a path, bottom first."""
+    state = "present in the final image" if result.present else "not in the final image"
+    lines = [f"/{result.path}: {state}"]
+    if result.final is not None:
+        final = result.final
+        lines.append(
+            f"  final: {final['type']} {final['mode']} {final['uid']}:{final['gid']} "
+            f"{human_size(final['size'])} from layer {final.get('layer', '-')}"
+        )
+    lines.append(
+        f"  costs {human_size(result.cost)} across layers, "
+        f"{human_size(result.wasted)} of it wasted"
+    )
+    lines.append("")
+    rows = [
+        [
+            e.layer + 1,
+            e.action + (f" ({e.reason})" if e.reason else ""),
+            "/" + e.via if e.via else "",
+            human_size(e.cost) if e.cost else "",
+            "wasted" if e.wasted else "",
+            _step(e.created_by),
+        ]
+        for e in result.events
+    ]
+    lines.append(
+        tabulate(
+            rows,
+            headers=["layer", "action", "via", "bytes", "", "created by"],
+            disable_numparse=True,
+        )  # fmt: skip
+        if rows
+        else "(no layer names it; created implicitly as a parent directory)"
+    )
+    return "\n".join(lines) + "\n"
