@@ -78,15 +78,21 @@ def floor(layers: list[str]) -> tuple[float, int]:
 
 
 def entries_of(archive: str, cache: str) -> int:
-    out = subprocess.run(
-        layerdiff("inspect", "--json", "--cache", cache, archive),
-        check=True,
-        capture_output=True,
-    ).stdout
-    import json
+    """Count entries (and fill the cache) in a child, not in this process.
 
-    report = json.loads(out)
-    return sum(layer["entries"] for layer in report["layers"])
+    Forked children inherit this process's peak RSS in what wait4 reports,
+    so the bench itself never loads a large report.
+    """
+    count = (
+        "import json, sys; r = json.load(sys.stdin); "
+        "print(sum(x['entries'] for x in r['layers']))"
+    )
+    script = (
+        f"{sys.executable} -m layerdiff inspect --json --cache '{cache}' "
+        f"'{archive}' | {sys.executable} -c \"{count}\""
+    )
+    out = subprocess.run(script, shell=True, check=True, capture_output=True)
+    return int(out.stdout)
 
 
 def make_image(path: str, scale: float, **extra: str) -> str:
