@@ -6,6 +6,7 @@ import enum
 import logging
 import signal
 import sys
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -17,6 +18,7 @@ from .analyses.budget import check_budgets, read_baseline
 from .analyses.compare import NOISE, compare_images
 from .analyses.why import why_path
 from .archive import Image, open_image
+from .cache import LayerCache, default_cache_dir
 from .config import budgets_from, load_settings
 from .errors import LayerdiffError
 from .inspect import inspect_image, merged_view
@@ -53,15 +55,22 @@ def _parse_size(text: str | None) -> int | None:
 
 
 class _Progress:
-    """A one-line progress bar on stderr, only when stderr is a terminal."""
+    """A one-line progress bar on stderr, only when stderr is a terminal.
 
-    def __init__(self, label: str) -> None:
+    It appears once a run has taken a second, so quick runs stay silent.
+    """
+
+    def __init__(self, label: str, delay: float = 1.0) -> None:
         self.label = label
         self.enabled = sys.stderr.isatty()
         self.shown = False
+        self.start = time.monotonic()
+        self.delay = delay
 
     def __call__(self, done: int, total: int) -> None:
         if not self.enabled or total <= 0:
+            return
+        if not self.shown and time.monotonic() - self.start < self.delay:
             return
         width = 30
         filled = int(width * done / total)
@@ -110,6 +119,11 @@ _image_options = [
                  help="Refuse a layer that decompresses to more than SIZE."),
     click.option("-j", "--jobs", type=click.IntRange(1, 256), default=None,
                  help="Worker processes for reading layers (default: all cores)."),
+    click.option("--cache", "cache_dir", metavar="DIR", envvar="LAYERDIFF_CACHE",
+                 help="Layer index cache directory (default: "
+                      "$XDG_CACHE_HOME/layerdiff)."),
+    click.option("--no-cache", is_flag=True,
+                 help="Read every layer in full; neither use nor fill the cache."),
 ]  # fmt: skip
 
 
@@ -141,8 +155,15 @@ verbose_option = click.option(
 )
 
 
+def _cache(cache_dir: str | None, no_cache: bool) -> LayerCache | None:
+    if no_cache:
+        return None
+    return LayerCache(cache_dir or default_cache_dir())
+
+
 def image_options(func=None, *, size_limit: bool = True):
-    """Add --image, --platform, --max-size (unless ``size_limit`` is off), -j."""
+    """Add --image, --platform, --max-size (unless ``size_limit`` is off), -j,
+    --cache and --no-cache."""
 
     def decorate(func):
         func = verbose_option(func)
@@ -168,7 +189,9 @@ def main(verbose: int) -> None:
 @click.option("--layer", type=int, help="Show the changes of layer N (1 = bottom).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @image_options
-def inspect(sources, layer, as_json, image, platform, max_size, jobs) -> None:
+def inspect(
+    sources, layer, as_json, image, platform, max_size, jobs, cache_dir, no_cache
+) -> None:
     """Show every layer: history step, sizes, changes and waste.
 
     IMAGE is a docker save archive, an OCI layout (directory or tar) or,
@@ -184,7 +207,11 @@ def inspect(sources, layer, as_json, image, platform, max_size, jobs) -> None:
         progress = _Progress("reading layers")
         try:
             report = inspect_image(
-                img, max_size=_parse_size(max_size), jobs=jobs, progress=progress
+                img,
+                max_size=_parse_size(max_size),
+                jobs=jobs,
+                progress=progress,
+                cache=_cache(cache_dir, no_cache),
             )
         finally:
             progress.close()
@@ -206,7 +233,9 @@ def inspect(sources, layer, as_json, image, platform, max_size, jobs) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @image_options
-def files(sources, layer, as_json, image, platform, max_size, jobs) -> None:
+def files(
+    sources, layer, as_json, image, platform, max_size, jobs, cache_dir, no_cache
+) -> None:
     """List the files of the merged view, with the layer each comes from.
 
     \b
@@ -216,7 +245,18 @@ def files(sources, layer, as_json, image, platform, max_size, jobs) -> None:
     """
     with _opened(sources, image, platform, _parse_size(max_size)) as img:
         index = _layer_index(img, layer)
-        view = merged_view(img, upto=index, max_size=_parse_size(max_size), jobs=jobs)
+        progress = _Progress("reading layers")
+        try:
+            view = merged_view(
+                img,
+                upto=index,
+                max_size=_parse_size(max_size),
+                jobs=jobs,
+                progress=progress,
+                cache=_cache(cache_dir, no_cache),
+            )
+        finally:
+            progress.close()
     if as_json:
         click.echo(render.to_json(render.files_json(view)), nl=False)
     else:
@@ -244,14 +284,19 @@ def _one_format(**flags: bool) -> str | None:
     return chosen[0] if chosen else None
 
 
-def _inspected(source, image, platform, max_size, jobs):
+def _inspected(source, image, platform, max_size, jobs, cache=None):
     """Open one image and return its inspect report and final merged view."""
     with _opened([source], image, platform, max_size) as img:
         view = MergedView()
         progress = _Progress(f"reading {source}")
         try:
             report = inspect_image(
-                img, max_size=max_size, jobs=jobs, progress=progress, view=view
+                img,
+                max_size=max_size,
+                jobs=jobs,
+                progress=progress,
+                view=view,
+                cache=cache,
             )
         finally:
             progress.close()
@@ -289,7 +334,7 @@ _config_option = click.option(
 @image_options
 def audit(
     target, fail_on, large, disable, as_json, sarif, markdown, output,
-    config_path, image, platform, max_size, jobs,
+    config_path, image, platform, max_size, jobs, cache_dir, no_cache,
 ) -> None:  # fmt: skip
     """Find secrets, waste, risky permissions and broken layer rules.
 
@@ -305,7 +350,14 @@ def audit(
     settings = load_settings(config_path)
     fail_on = fail_on or settings.fail_on or "error"
     threshold = _parse_size(large) if large else settings.large or DEFAULT_LARGE
-    report, view = _inspected(target, image, platform, _parse_size(max_size), jobs)
+    report, view = _inspected(
+        target,
+        image,
+        platform,
+        _parse_size(max_size),
+        jobs,
+        _cache(cache_dir, no_cache),
+    )
     result = audit_image(
         report, view, large=threshold, disabled=set(disable) | settings.disable
     )
@@ -362,7 +414,7 @@ def audit(
 def check(
     target, budget_size, max_layer_size, max_layers, max_wasted, min_efficiency,
     baseline, max_growth, as_json, markdown, junit, output, config_path,
-    image, platform, jobs,
+    image, platform, jobs, cache_dir, no_cache,
 ) -> None:  # fmt: skip
     """Check size budgets, and growth against a baseline, for CI.
 
@@ -393,7 +445,9 @@ def check(
             "--max-wasted, --min-efficiency, --max-growth or a config file"
         )
     recorded = read_baseline(budgets.baseline) if budgets.baseline else None
-    report, view = _inspected(target, image, platform, None, jobs)
+    report, view = _inspected(
+        target, image, platform, None, jobs, _cache(cache_dir, no_cache)
+    )
     result = check_budgets(report, budgets, view=view, baseline=recorded)
     if junit:
         with atomic_output(junit) as handle:
@@ -413,7 +467,9 @@ def check(
 @click.option("-o", "--output", metavar="FILE", required=True,
               help="Where to write the baseline JSON.")  # fmt: skip
 @image_options
-def baseline(target, output, image, platform, max_size, jobs) -> None:
+def baseline(
+    target, output, image, platform, max_size, jobs, cache_dir, no_cache
+) -> None:
     """Record an image's sizes as a baseline for check --max-growth.
 
     The baseline is the same JSON as inspect --json.
@@ -424,7 +480,14 @@ def baseline(target, output, image, platform, max_size, jobs) -> None:
     """
     if same_file(output, [target]):
         raise click.UsageError("the baseline would overwrite the image it reads")
-    report, _ = _inspected(target, image, platform, _parse_size(max_size), jobs)
+    report, _ = _inspected(
+        target,
+        image,
+        platform,
+        _parse_size(max_size),
+        jobs,
+        _cache(cache_dir, no_cache),
+    )
     _emit(render.to_json(render.inspect_json(report)), output)
 
 
@@ -462,7 +525,7 @@ def baseline(target, output, image, platform, max_size, jobs) -> None:
 @image_options
 def compare(
     old, new, depth, ignore, ignore_noise, limit, as_json, output, config_path,
-    image, platform, max_size, jobs,
+    image, platform, max_size, jobs, cache_dir, no_cache,
 ) -> None:  # fmt: skip
     """Compare two images: paths added, removed and changed, and their layers.
 
@@ -478,8 +541,12 @@ def compare(
     if ignore_noise or settings.ignore_noise:
         patterns += NOISE
     limit_size = _parse_size(max_size)
-    old_report, old_view = _inspected(old, image, platform, limit_size, jobs)
-    new_report, new_view = _inspected(new, image, platform, limit_size, jobs)
+    old_report, old_view = _inspected(
+        old, image, platform, limit_size, jobs, _cache(cache_dir, no_cache)
+    )
+    new_report, new_view = _inspected(
+        new, image, platform, limit_size, jobs, _cache(cache_dir, no_cache)
+    )
     result = compare_images(
         old_report, old_view, new_report, new_view, depth=depth, ignore=patterns
     )
@@ -504,7 +571,9 @@ def compare(
 @click.argument("path")
 @click.option("--json", "as_json", is_flag=True, help="Print the provenance as JSON.")
 @image_options
-def why(target, path, as_json, image, platform, max_size, jobs) -> None:
+def why(
+    target, path, as_json, image, platform, max_size, jobs, cache_dir, no_cache
+) -> None:
     """Show which layers added, replaced, re-owned or deleted one path.
 
     Works for deleted paths too: it names the layer that still holds them.
@@ -513,7 +582,14 @@ def why(target, path, as_json, image, platform, max_size, jobs) -> None:
     Example:
       layerdiff why app.tar /usr/lib/libssl.so.3
     """
-    report, view = _inspected(target, image, platform, _parse_size(max_size), jobs)
+    report, view = _inspected(
+        target,
+        image,
+        platform,
+        _parse_size(max_size),
+        jobs,
+        _cache(cache_dir, no_cache),
+    )
     result = why_path(report, view, path)
     if as_json:
         click.echo(render.to_json(render.why_json(report, result)), nl=False)

@@ -58,8 +58,87 @@ def human_size(size: int | float | None) -> str:
 
 
 def to_json(data: Any) -> str:
-    """Serialise with sorted keys and two-space indents, for stable diffs."""
-    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    """Serialise with sorted keys and two-space indents, for stable diffs.
+
+    The text is exactly that of ``json.dumps(data, indent=2, sort_keys=True,
+    ensure_ascii=False)``, written by a loop that leans on the C string
+    encoder: the standard library falls back to its pure-Python encoder
+    whenever an indent is asked for, which costs seconds on large images.
+    """
+    out: list[str] = []
+    try:
+        _write_json(data, "\n", out)
+    except _Unusual:
+        return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    out.append("\n")
+    return "".join(out)
+
+
+class _Unusual(Exception):
+    """A value the fast writer leaves to the json module."""
+
+
+_encode_string = json.encoder.encode_basestring
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+_FLAT_ENCODERS: dict[str, json.JSONEncoder] = {}
+
+
+def _flat_encoder(inner: str) -> json.JSONEncoder:
+    encoder = _FLAT_ENCODERS.get(inner)
+    if encoder is None:
+        encoder = _FLAT_ENCODERS[inner] = json.JSONEncoder(
+            sort_keys=True, ensure_ascii=False, separators=("," + inner, ": ")
+        )
+    return encoder
+
+
+def _write_json(value: Any, newline: str, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(_encode_string(value))
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        out.append(int.__repr__(value))
+    elif isinstance(value, float):
+        out.append(json.encoder.JSONEncoder().encode(value))
+    elif isinstance(value, dict):
+        if not value:
+            out.append("{}")
+            return
+        inner = newline + "  "
+        if all(type(item) in _SCALARS for item in value.values()):
+            # A flat object: the C encoder writes it, with the newline and
+            # indent as its item separator.
+            text = _flat_encoder(inner).encode(value)
+            out.append("{" + inner + text[1:-1] + newline + "}")
+            return
+        separator = "{" + inner
+        for key in sorted(value):
+            if not isinstance(key, str):
+                raise _Unusual
+            out.append(separator)
+            out.append(_encode_string(key))
+            out.append(": ")
+            _write_json(value[key], inner, out)
+            separator = "," + inner
+        out.append(newline + "}")
+    elif isinstance(value, (list, tuple)):
+        if not value:
+            out.append("[]")
+            return
+        inner = newline + "  "
+        separator = "[" + inner
+        for item in value:
+            out.append(separator)
+            _write_json(item, inner, out)
+            separator = "," + inner
+        out.append(newline + "]")
+    else:
+        raise _Unusual  # anything else json.dumps may know
 
 
 def _config_summary(config: dict[str, Any]) -> dict[str, Any]:
