@@ -35,6 +35,9 @@ __all__ = [
     "render_why",
     "budget_text",
     "severity_counts",
+    "render_changes",
+    "commit_json",
+    "render_commit",
 ]
 
 SCHEMA_VERSION = 1
@@ -57,8 +60,87 @@ def human_size(size: int | float | None) -> str:
 
 
 def to_json(data: Any) -> str:
-    """Serialise with sorted keys and two-space indents, for stable diffs."""
-    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    """Serialise with sorted keys and two-space indents, for stable diffs.
+
+    The text is exactly that of ``json.dumps(data, indent=2, sort_keys=True,
+    ensure_ascii=False)``, written by a loop that leans on the C string
+    encoder: the standard library falls back to its pure-Python encoder
+    whenever an indent is asked for, which costs seconds on large images.
+    """
+    out: list[str] = []
+    try:
+        _write_json(data, "\n", out)
+    except _Unusual:
+        return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    out.append("\n")
+    return "".join(out)
+
+
+class _Unusual(Exception):
+    """A value the fast writer leaves to the json module."""
+
+
+_encode_string = json.encoder.encode_basestring
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+_FLAT_ENCODERS: dict[str, json.JSONEncoder] = {}
+
+
+def _flat_encoder(inner: str) -> json.JSONEncoder:
+    encoder = _FLAT_ENCODERS.get(inner)
+    if encoder is None:
+        encoder = _FLAT_ENCODERS[inner] = json.JSONEncoder(
+            sort_keys=True, ensure_ascii=False, separators=("," + inner, ": ")
+        )
+    return encoder
+
+
+def _write_json(value: Any, newline: str, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(_encode_string(value))
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        out.append(int.__repr__(value))
+    elif isinstance(value, float):
+        out.append(json.encoder.JSONEncoder().encode(value))
+    elif isinstance(value, dict):
+        if not value:
+            out.append("{}")
+            return
+        inner = newline + "  "
+        if all(type(item) in _SCALARS for item in value.values()):
+            # A flat object: the C encoder writes it, with the newline and
+            # indent as its item separator.
+            text = _flat_encoder(inner).encode(value)
+            out.append("{" + inner + text[1:-1] + newline + "}")
+            return
+        separator = "{" + inner
+        for key in sorted(value):
+            if not isinstance(key, str):
+                raise _Unusual
+            out.append(separator)
+            out.append(_encode_string(key))
+            out.append(": ")
+            _write_json(value[key], inner, out)
+            separator = "," + inner
+        out.append(newline + "}")
+    elif isinstance(value, (list, tuple)):
+        if not value:
+            out.append("[]")
+            return
+        inner = newline + "  "
+        separator = "[" + inner
+        for item in value:
+            out.append(separator)
+            _write_json(item, inner, out)
+            separator = "," + inner
+        out.append(newline + "]")
+    else:
+        raise _Unusual  # anything else json.dumps may know
 
 
 def _config_summary(config: dict[str, Any]) -> dict[str, Any]:
@@ -640,4 +722,90 @@ def render_why(report: ImageReport, result: Provenance) -> str:
         if rows
         else "(no layer names it; created implicitly as a parent directory)"
     )
+    return "\n".join(lines) + "\n"
+
+
+def render_changes(rows, lower_known: bool) -> str:
+    """Return the docker-diff-like table of a container's changes."""
+    table = [
+        [
+            row.kind,
+            "/" + row.path,
+            human_size(row.size) if row.size else "",
+            "yes" if row.committed else "no",
+            row.reason,
+        ]
+        for row in rows
+    ]
+    lines = [
+        tabulate(
+            table,
+            headers=["kind", "path", "size", "committed", "reason"],
+            disable_numparse=True,
+        )
+    ]
+    lost = [row for row in rows if not row.committed]
+    if lost:
+        size = sum(row.size for row in lost)
+        lines.append(
+            f"\n{len(lost)} changes a commit would not capture ({human_size(size)})"
+        )
+    if not lower_known:
+        lines.append(
+            "\nno base given (--base or --lower): additions and modifications "
+            "cannot be told apart; C marks copied-up paths only"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def commit_json(result) -> dict[str, Any]:
+    """Return the documented JSON form of a commit."""
+    layer = result.layer
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "output": result.output,
+        "format": result.image.format,
+        "manifest_digest": result.image.manifest_digest,
+        "config_digest": result.image.config_digest,
+        "layer": {
+            "diff_id": layer.diff_id,
+            "digest": layer.digest,
+            "size": layer.size,
+            "uncompressed_size": layer.uncompressed_size,
+            "compression": layer.compression,
+            "entries": layer.entries,
+        },
+        "layer_out": result.layer_out,
+        "config": result.image.config,
+        "history": result.history,
+        "left_out": [row.to_json() for row in result.left_out],
+        "volume_writes": [row.to_json() for row in result.volume_writes],
+        "verified": result.verified,
+        "problems": result.problems,
+    }
+
+
+def render_commit(result) -> str:
+    """Return the short human summary of a commit."""
+    layer = result.layer
+    lines = [
+        f"wrote {result.output} ({result.image.format})",
+        f"  new layer {short_digest(layer.diff_id)}: {layer.entries} entries, "
+        f"{human_size(layer.size)} {layer.compression} "
+        f"({human_size(layer.uncompressed_size)} uncompressed)",
+    ]
+    if result.left_out:
+        lines.append(f"  left out {len(result.left_out)} paths:")
+        for row in result.left_out:
+            lines.append(f"    {row.kind} /{row.path} ({row.reason})")
+    if result.volume_writes:
+        size = sum(row.size for row in result.volume_writes)
+        lines.append(
+            f"  {len(result.volume_writes)} files written into volumes and bind "
+            f"mounts are not in the image ({human_size(size)})"
+        )
+    if result.verified:
+        lines.append("  verified: the layer is reproducible and the image reads back")
+    for problem in result.problems:
+        lines.append(f"  verification failed: {problem}")
     return "\n".join(lines) + "\n"
