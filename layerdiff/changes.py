@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -35,8 +36,11 @@ __all__ = [
     "read_container",
 ]
 
+log = logging.getLogger(__name__)
+
 ADDED, CHANGED, DELETED = "A", "C", "D"
 _CHUNK = 1 << 20
+_NOT_CONTENT = (mnt.STUB, mnt.RUNTIME_FILE, mnt.SOCKET)
 
 
 @dataclass(slots=True)
@@ -45,7 +49,7 @@ class ContainerChange:
 
     ``kind`` is A, C or D as ``docker diff`` prints them. ``reason`` says
     why a change is not committed (volume, bind-mount, runtime-file,
-    virtual-fs, stub) or, for a committed one, ``under-mount-point`` when
+    virtual-fs, stub, socket) or, for a committed one, ``under-mount-point`` when
     the container could not see it; otherwise it is empty. ``change`` says
     what changed for C: content, metadata, type, opaque, or nothing.
     """
@@ -58,6 +62,15 @@ class ContainerChange:
     reason: str = ""
     change: str = ""
     certain: bool = True
+
+    @property
+    def loses_content(self) -> bool:
+        """Tell whether leaving this change out loses what the container wrote.
+
+        Stubs are empty placeholders, runtime files are the engine's own and
+        a socket holds no data: none of them is content to commit.
+        """
+        return not self.committed and self.reason not in _NOT_CONTENT
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -178,6 +191,16 @@ def plan_commit(
                 base is not None,
             )
         )
+    for path in upper.sockets:
+        # A socket cannot be stored in a layer; it is listed so it is not
+        # lost without a word.
+        lower = below(path)
+        kind = CHANGED if lower is not None else ADDED
+        changes.append(
+            ContainerChange(
+                path, kind, None, 0, False, mnt.SOCKET, "", base is not None
+            )
+        )
     changes.sort(key=lambda c: (c.path, c.kind))
 
     dropped = {c.path for c in changes if not c.committed}
@@ -244,19 +267,30 @@ def _is_stub(entry: Entry, children: int) -> bool:
 
 
 def list_mount_sources(
-    table: mnt.MountTable, base: MergedView | None
+    table: mnt.MountTable,
+    base: MergedView | None,
+    notes: list[str] | None = None,
 ) -> list[ContainerChange]:
     """List what the container wrote into volumes and bind mounts.
 
     Each readable source directory of a volume or bind mount is walked;
     files identical to the base at the same path (a volume filled from the
-    image) are not listed.
+    image) are not listed. A source that is not a directory (gone, or a
+    single bound file) is logged and noted in ``notes``.
     """
     found = []
     for mount in table.mounts:
         if mount.reason not in (mnt.VOLUME, mnt.BIND_MOUNT) or not mount.source:
             continue
         if not os.path.isdir(mount.source):
+            note = (
+                f"the source {mount.source} of the {mount.reason} at "
+                f"/{mount.destination} is not a directory here; what the "
+                "container wrote into it is not listed"
+            )
+            log.warning("%s", note)
+            if notes is not None:
+                notes.append(note)
             continue
         for root, dirs, files in os.walk(mount.source):
             dirs.sort()
@@ -324,6 +358,16 @@ class Container:
     base_image: Image | None = None
     base_report: Any = None
     volume_writes: list[ContainerChange] = field(default_factory=list)
+    lowers: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def inputs(self) -> list[str]:
+        """Return every file and directory this container was read from."""
+        found = [self.plan.upper.source] + self.lowers + self.table.lower_dirs
+        if self.base_image is not None:
+            found.append(self.base_image.source)
+        found += [self.table.upper_dir or "", self.table.merged_dir or ""]
+        return [path for path in found if path]
 
     def all_changes(self) -> list[ContainerChange]:
         """Return the changes and the writes into mounts, in path order."""
@@ -367,10 +411,15 @@ def read_container(
     if upper is not None and merged is not None:
         raise UsageError("give either an upper dir or --merged, not both")
     lowers = list(lowers)
+    if base is not None and lowers:
+        raise UsageError(
+            "give either --base or --lower, not both: each is the whole lower "
+            "side of the container"
+        )
     if base is None and not lowers:
         lowers = list(table.lower_dirs)
 
-    result = Container(plan=None, table=table)  # type: ignore[arg-type]
+    result = Container(plan=None, table=table, lowers=lowers)  # type: ignore[arg-type]
     try:
         if base is not None:
             img = open_image(base, image=image, platform=platform, max_size=max_size)
@@ -397,7 +446,9 @@ def read_container(
             merged=merged is not None,
         )
         if merged is None:
-            result.volume_writes = list_mount_sources(table, result.base_view)
+            result.volume_writes = list_mount_sources(
+                table, result.base_view, result.notes
+            )
     except BaseException:
         result.close()
         raise

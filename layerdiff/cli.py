@@ -22,7 +22,7 @@ from .cache import LayerCache, default_cache_dir
 from .config import budgets_from, load_settings
 from .errors import LayerdiffError, UsageError
 from .inspect import inspect_image, merged_view
-from .output import atomic_output, same_file
+from .output import atomic_output, check_outputs, same_file
 from .tree import MergedView
 
 __all__ = ["main", "ExitCode"]
@@ -699,8 +699,7 @@ def changes(upper, merged, base, lowers, volumes, binds, inspect_file, keep_stub
         click.echo(render.to_json(data), nl=False)
     else:
         click.echo(render.render_changes(rows, plan.lower_known), nl=False)
-    # A stub left out loses nothing: it is an empty placeholder.
-    lost = [row for row in rows if not row.committed and row.reason != "stub"]
+    lost = [row for row in rows if row.loses_content]
     if fail_on_uncommitted and lost:
         sys.exit(ExitCode.FINDINGS)
 
@@ -762,6 +761,8 @@ def commit(upper, merged, base, lowers, volumes, binds, inspect_file, keep_stubs
     container = _read_container(upper, merged, base, lowers, volumes, binds,
                                 inspect_file, keep_stubs, image, platform)  # fmt: skip
     try:
+        outputs = {"-o": output, "--layer-out": layer_out, "--json": json_out}
+        check_outputs(outputs, container.inputs())
         result = commit_container(
             container,
             output,
@@ -781,8 +782,6 @@ def commit(upper, merged, base, lowers, volumes, binds, inspect_file, keep_stubs
         click.echo(render.to_json(data), nl=False)
     else:
         if json_out:
-            from .output import atomic_output
-
             with atomic_output(json_out) as handle:
                 handle.write(render.to_json(data).encode())
         click.echo(render.render_commit(result), nl=False)

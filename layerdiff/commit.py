@@ -16,9 +16,9 @@ import io
 import json
 import logging
 import os
+import re
 import shlex
 import tarfile
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,7 +29,7 @@ from .archive import Image
 from .changes import CommitPlan, Container, ContainerChange
 from .errors import LayerdiffError, UsageError
 from .model import Changeset, Entry, EntryType
-from .output import atomic_output
+from .output import atomic_output, check_outputs, replace, temporary_in
 from .tree import MergedView, Node
 
 __all__ = [
@@ -55,6 +55,7 @@ _DIR_MEDIA = {
     "zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
 }
 _CHUNK = 1 << 20
+_LAST_SECOND = 253402300799  # 9999-12-31T23:59:59Z, the last RFC 3339 second
 
 
 @dataclass(slots=True)
@@ -78,8 +79,11 @@ def source_date_epoch() -> int | None:
         value = int(text)
     except ValueError:
         raise UsageError(f"SOURCE_DATE_EPOCH is not a number: {text!r}") from None
-    if value < 0:
-        raise UsageError(f"SOURCE_DATE_EPOCH is negative: {text!r}")
+    if not 0 <= value <= _LAST_SECOND:
+        raise UsageError(
+            f"SOURCE_DATE_EPOCH is out of range: {text!r} "
+            f"(0 to {_LAST_SECOND}, the end of year 9999)"
+        )
     return value
 
 
@@ -237,14 +241,7 @@ _CHANGE_KEYS = {
 
 def _words(value: str) -> list[str]:
     value = value.strip()
-    if value.startswith("["):
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, list) and all(isinstance(i, str) for i in parsed):
-            return parsed
-    return value.split()
+    return _exec_form(value) or value.split()
 
 
 def apply_changes(runtime: dict[str, Any], changes: Iterable[str]) -> dict[str, Any]:
@@ -259,10 +256,7 @@ def apply_changes(runtime: dict[str, Any], changes: Iterable[str]) -> dict[str, 
             raise UsageError(f"--change {text!r}: expected one of {known} and a value")
         key = _CHANGE_KEYS[instruction]
         if instruction in ("CMD", "ENTRYPOINT"):
-            words = _words(value)
-            if not value.startswith("["):
-                words = ["/bin/sh", "-c", value]
-            runtime[key] = words
+            runtime[key] = _exec_form(value) or ["/bin/sh", "-c", value]
         elif instruction == "ENV":
             pairs = _pairs(value)
             env = [e for e in runtime.get("Env") or []]
@@ -277,7 +271,7 @@ def apply_changes(runtime: dict[str, Any], changes: Iterable[str]) -> dict[str, 
         elif instruction == "EXPOSE":
             ports = dict(runtime.get("ExposedPorts") or {})
             for port in value.split():
-                ports[port if "/" in port else port + "/tcp"] = {}
+                ports[_port(port, text)] = {}
             runtime["ExposedPorts"] = ports
         elif instruction == "VOLUME":
             volumes = dict(runtime.get("Volumes") or {})
@@ -287,6 +281,37 @@ def apply_changes(runtime: dict[str, Any], changes: Iterable[str]) -> dict[str, 
         else:
             runtime[key] = value
     return runtime
+
+
+def _exec_form(value: str) -> list[str] | None:
+    """Return the words of a JSON array of strings, else None (shell form)."""
+    if not value.startswith("["):
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return None  # docker too runs a malformed array through the shell
+    if isinstance(parsed, list) and all(isinstance(i, str) for i in parsed):
+        return parsed
+    return None
+
+
+_PORT = re.compile(r"(\d{1,5})(?:-(\d{1,5}))?(?:/(tcp|udp|sctp))?", re.IGNORECASE)
+
+
+def _port(word: str, text: str) -> str:
+    """Return an EXPOSE port as the config keys it: ``80/tcp``, ``53/udp``."""
+    match = _PORT.fullmatch(word)
+    numbers = [int(n) for n in match.group(1, 2) if n] if match else []
+    if not numbers or not all(1 <= n <= 65535 for n in numbers) or (
+        len(numbers) == 2 and numbers[0] > numbers[1]
+    ):
+        raise UsageError(
+            f"--change {text!r}: {word!r} is not a port or port range "
+            "(1-65535), optionally with /tcp, /udp or /sctp"
+        )
+    assert match is not None
+    return f"{match.group(0).split('/')[0]}/{(match.group(3) or 'tcp').lower()}"
 
 
 def _pairs(value: str) -> list[tuple[str, str]]:
@@ -316,8 +341,16 @@ def new_config(
     message: str | None = None,
     author: str | None = None,
     created_by: str = "layerdiff commit",
+    base_diff_ids: list[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Return the new config and its new history step."""
+    """Return the new config and its new history step.
+
+    ``base_diff_ids`` are the diff_ids read from the base layers; they
+    replace the base config's list, so a base without a config (bare layer
+    tars, the legacy docker save layout) still yields a complete image: a
+    history step per base layer it lacks, and the host's os and
+    architecture where the base names none.
+    """
     config = copy.deepcopy(base_config)
     config.pop("container", None)
     config.pop("container_config", None)
@@ -325,15 +358,33 @@ def new_config(
     config["config"] = runtime
     rootfs = config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
     rootfs["type"] = "layers"
-    rootfs["diff_ids"] = list(rootfs.get("diff_ids") or []) + [layer.diff_id]
+    below = rootfs.get("diff_ids") or []
+    if base_diff_ids is not None:
+        below = base_diff_ids
+    rootfs["diff_ids"] = list(below) + [layer.diff_id]
     step: dict[str, Any] = {"created": _timestamp(created), "created_by": created_by}
     if message:
         step["comment"] = message
     if author:
         step["author"] = author
         config["author"] = author
-    config["history"] = list(config.get("history") or []) + [step]
+    history = [h for h in config.get("history") or [] if isinstance(h, dict)]
+    with_layer = sum(1 for h in history if not h.get("empty_layer"))
+    missing = [
+        {"created": _timestamp(created), "comment": f"base layer {n + 1}"}
+        for n in range(with_layer, len(below))
+    ]
+    config["history"] = history + missing + [step]
     config["created"] = _timestamp(created)
+    if "os" not in config or "architecture" not in config:
+        from .archive import host_platform
+
+        system, _, arch = host_platform().partition("/")
+        config.setdefault("os", system)
+        arch, _, variant = arch.partition("/")
+        config.setdefault("architecture", arch)
+        if variant:
+            config.setdefault("variant", variant)
     return config, step
 
 
@@ -504,10 +555,10 @@ def write_image(
 
 
 def layer_to_temp(
-    plan: CommitPlan, directory: str, *, compression: str, epoch: int | None
+    plan: CommitPlan, beside: str, *, compression: str, epoch: int | None
 ) -> tuple[str, LayerResult]:
-    """Write the layer blob to a temporary file in ``directory``."""
-    fd, name = tempfile.mkstemp(prefix=".layerdiff-layer.", dir=directory)
+    """Write the layer blob to a temporary file next to the output ``beside``."""
+    fd, name = temporary_in(beside, suffix=".layer")
     try:
         with os.fdopen(fd, "wb") as handle:
             result = write_layer(plan, handle, compression=compression, epoch=epoch)
@@ -568,10 +619,32 @@ class CommitResult:
     layer_out: str | None = None
     verified: bool = False
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def _base_format(img: Image) -> str:
     return "oci" if img.format == "oci-layout" else "docker"
+
+
+def _read_back(staging: str, container: Container) -> list[str]:
+    """Read a written image back; return how it differs from what was meant."""
+    from .archive import open_image
+    from .inspect import merged_view
+
+    try:
+        readback = open_image(staging)
+        try:
+            actual = merged_view(readback)
+        finally:
+            readback.close()
+    except LayerdiffError as exc:
+        return [f"the written image does not read back: {exc.message}"]
+    expected = expected_view(container.base_view, container.plan.changeset)
+    differing = view_differences(expected, actual)
+    if not differing:
+        return []
+    shown = ", ".join("/" + p for p in differing[:5])
+    return [f"{len(differing)} paths differ after reading back: {shown}"]
 
 
 def commit_container(
@@ -594,31 +667,29 @@ def commit_container(
     with the committed changeset applied. A failed verification leaves no
     output and lists the problems in the result.
     """
-    from .archive import open_image
-    from .inspect import merged_view
-    from .output import same_file
-
     img = container.base_image
     if img is None or container.base_report is None:
         raise UsageError("commit needs --base IMAGE")
     plan = container.plan
-    inputs = [plan.upper.source, img.source]
-    for target in (output, layer_out):
-        if target and same_file(target, inputs):
-            raise UsageError("the output would overwrite an input", source=target)
+    check_outputs({"-o": output, "--layer-out": layer_out}, container.inputs())
     fmt = fmt or _base_format(img)
     compression = compression or ("gzip" if fmt == "oci" else "none")
+    if fmt == "docker" and compression == "zstd":
+        raise UsageError(
+            "docker load cannot read zstd layers from a docker save archive; "
+            "use --format oci, or --compression gzip or none"
+        )
     epoch = source_date_epoch()
     created = epoch if epoch is not None else plan.upper.mtime
     base = base_layers(img, container.base_report.layers)
     directory = os.path.dirname(os.path.abspath(output))
     problems: list[str] = []
 
-    blob, layer = layer_to_temp(plan, directory, compression=compression, epoch=epoch)
+    blob, layer = layer_to_temp(plan, output, compression=compression, epoch=epoch)
     try:
         if verify:
             again, second = layer_to_temp(
-                plan, directory, compression=compression, epoch=epoch
+                plan, output, compression=compression, epoch=epoch
             )
             os.unlink(again)
             if (second.diff_id, second.digest) != (layer.diff_id, layer.digest):
@@ -633,6 +704,7 @@ def commit_container(
             changes=changes,
             message=message,
             author=author,
+            base_diff_ids=[b.diff_id for b in base],
         )
         staging = os.path.join(directory, f".{os.path.basename(output)}.verify")
         written = write_image(
@@ -647,22 +719,11 @@ def commit_container(
         )
         if verify:
             try:
-                readback = open_image(staging)
-                try:
-                    actual = merged_view(readback)
-                finally:
-                    readback.close()
-                expected = expected_view(container.base_view, plan.changeset)
-                differing = view_differences(expected, actual)
-                if differing:
-                    shown = ", ".join("/" + p for p in differing[:5])
-                    problems.append(
-                        f"{len(differing)} paths differ after reading back: {shown}"
-                    )
+                problems += _read_back(staging, container)
                 if problems:
                     os.unlink(staging)
                 else:
-                    os.replace(staging, output)
+                    replace(staging, output)
             except BaseException:
                 if os.path.exists(staging):
                     os.unlink(staging)
@@ -683,4 +744,5 @@ def commit_container(
         layer_out=layer_out,
         verified=verify and not problems,
         problems=problems,
+        notes=list(container.notes),
     )

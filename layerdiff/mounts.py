@@ -24,6 +24,7 @@ __all__ = [
     "VIRTUAL_FS",
     "STUB",
     "UNDER_MOUNT_POINT",
+    "SOCKET",
     "RUNTIME_FILES",
     "Mount",
     "MountTable",
@@ -37,6 +38,7 @@ RUNTIME_FILE = "runtime-file"
 VIRTUAL_FS = "virtual-fs"
 STUB = "stub"
 UNDER_MOUNT_POINT = "under-mount-point"
+SOCKET = "socket"
 
 # Bind-mounted by docker or podman into every container.
 RUNTIME_FILES = (

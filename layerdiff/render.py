@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Iterable
 
-from tabulate import tabulate
+from tabulate import tabulate as _tabulate
 
 from .analyses.audit import AuditResult
 from .analyses.budget import BudgetResult, CheckResult
@@ -13,7 +14,7 @@ from .analyses.compare import Comparison
 from .analyses.why import Provenance
 from .errors import short_digest
 from .model import Finding, ImageReport, LayerReport
-from .text import counted
+from .text import counted, escape_undecodable, shown
 from .tree import MergedView
 
 __all__ = [
@@ -59,21 +60,40 @@ def human_size(size: int | float | None) -> str:
     raise AssertionError("unreachable")
 
 
+def tabulate(rows: Iterable[Iterable[Any]], *args: Any, **kwargs: Any) -> str:
+    """Tabulate with every text cell shown safely (see text.shown)."""
+    safe = [[shown(c) if isinstance(c, str) else c for c in row] for row in rows]
+    return _tabulate(safe, *args, **kwargs)
+
+
 def to_json(data: Any) -> str:
     """Serialise with sorted keys and two-space indents, for stable diffs.
 
-    The text is exactly that of ``json.dumps(data, indent=2, sort_keys=True,
-    ensure_ascii=False)``, written by a loop that leans on the C string
-    encoder: the standard library falls back to its pure-Python encoder
+    The text is that of ``json.dumps(data, indent=2, sort_keys=True,
+    ensure_ascii=False)``, undecodable bytes aside (written as the text
+    ``\\xHH``), produced by a loop that leans on the C string encoder: the
+    standard library falls back to its pure-Python encoder
     whenever an indent is asked for, which costs seconds on large images.
     """
     out: list[str] = []
     try:
         _write_json(data, "\n", out)
     except _Unusual:
-        return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    out.append("\n")
-    return "".join(out)
+        text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    else:
+        out.append("\n")
+        text = "".join(out)
+    # Undecodable bytes of names are lone surrogates, found only inside
+    # strings: each becomes the text \xHH (its backslash escaped for JSON),
+    # so the output stays valid UTF-8.
+    return _JSON_UNDECODABLE.sub(_json_byte, text)
+
+
+_JSON_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def _json_byte(match: re.Match[str]) -> str:
+    return "\\" + escape_undecodable(match.group(0))
 
 
 class _Unusual(Exception):
@@ -256,7 +276,7 @@ def render_inspect(report: ImageReport) -> str:
         lines.append("Findings:")
         for finding in findings:
             where = f"layer {finding.layer + 1}: " if finding.layer is not None else ""
-            path = f"/{finding.path}: " if finding.path is not None else ""
+            path = f"/{shown(finding.path)}: " if finding.path is not None else ""
             lines.append(
                 f"  [{finding.severity}] {finding.rule}: {where}{path}{finding.message}"
             )
@@ -301,7 +321,7 @@ def render_layer(report: ImageReport, layer: LayerReport) -> str:
         else "(no changes)"
     )
     for finding in layer.findings:
-        path = f"/{finding.path}: " if finding.path is not None else ""
+        path = f"/{shown(finding.path)}: " if finding.path is not None else ""
         lines.append(f"[{finding.severity}] {finding.rule}: {path}{finding.message}")
     return "\n".join(lines) + "\n"
 
@@ -689,7 +709,7 @@ def why_json(report: ImageReport, result: Provenance) -> dict[str, Any]:
 def render_why(report: ImageReport, result: Provenance) -> str:
     """Return the layers that touched a path, bottom first."""
     state = "present in the final image" if result.present else "not in the final image"
-    lines = [f"/{result.path}: {state}"]
+    lines = [f"/{shown(result.path)}: {state}"]
     if result.final is not None:
         final = result.final
         lines.append(
@@ -782,6 +802,7 @@ def commit_json(result) -> dict[str, Any]:
         "volume_writes": [row.to_json() for row in result.volume_writes],
         "verified": result.verified,
         "problems": result.problems,
+        "notes": result.notes,
     }
 
 
@@ -797,7 +818,7 @@ def render_commit(result) -> str:
     if result.left_out:
         lines.append(f"  left out {len(result.left_out)} paths:")
         for row in result.left_out:
-            lines.append(f"    {row.kind} /{row.path} ({row.reason})")
+            lines.append(f"    {row.kind} /{shown(row.path)} ({row.reason})")
     if result.volume_writes:
         size = sum(row.size for row in result.volume_writes)
         lines.append(

@@ -22,7 +22,7 @@ from .render import (
     severity_counts,
     to_json,
 )
-from .text import counted
+from .text import counted, shown
 
 __all__ = ["audit_sarif", "audit_markdown", "check_junit", "check_markdown"]
 
@@ -100,7 +100,7 @@ def audit_sarif(report: ImageReport, result: AuditResult) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return shown(text).replace("|", "\\|")
 
 
 def audit_markdown(report: ImageReport, result: AuditResult, fail_on: str) -> str:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from . import paths, whiteout
-from .errors import LayerdiffError, UnsupportedOverlayError
+from .errors import LayerdiffError, UnsafePathError, UnsupportedOverlayError
 from .model import Changeset, Entry, EntryType, Finding, Severity
 from .tree import Inode, MergedView, Node
 
@@ -79,6 +79,7 @@ class UpperDir:
     copied_up: set[str] = field(default_factory=set)
     lower_known: bool = False
     mtime: int = 0
+    sockets: list[str] = field(default_factory=list)
 
     def open(self, path: str) -> BinaryIO:
         """Open the data of the regular file at ``path``."""
@@ -104,11 +105,17 @@ class _Raw:
     opener: Opener | None = None
 
 
-def _hash(opener: Opener) -> str:
+def _hash(opener: Opener, source: str, path: str) -> str:
     digest = hashlib.sha256()
-    with opener() as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
+    try:
+        with opener() as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+    except (OSError, tarfile.TarError) as exc:
+        detail = getattr(exc, "strerror", None) or str(exc)
+        raise LayerdiffError(
+            f"cannot read: {detail}", source=source, entry="/" + path
+        ) from exc
     return digest.hexdigest()
 
 
@@ -172,9 +179,14 @@ def _raw_from_stat(full: str, path: str, st: os.stat_result) -> _Raw | None:
 
 
 def _walk_directory(
-    root: str, skip: Callable[[str], bool] | None = None
+    root: str,
+    skip: Callable[[str], bool] | None = None,
+    sockets: list[str] | None = None,
 ) -> Iterator[_Raw]:
-    """Yield every item under ``root`` (not the root itself), parents first."""
+    """Yield every item under ``root`` (not the root itself), parents first.
+
+    Sockets cannot be stored in a layer: their paths go to ``sockets``.
+    """
     stack = [""]
     while stack:
         directory = stack.pop()
@@ -192,10 +204,17 @@ def _walk_directory(
             if skip is not None and skip(path):
                 continue
             full = os.path.join(root, path)
-            st = os.lstat(full)
-            raw = _raw_from_stat(full, path, st)
+            try:
+                st = os.lstat(full)
+                raw = _raw_from_stat(full, path, st)
+            except OSError as exc:
+                raise LayerdiffError(
+                    f"cannot read: {exc.strerror}", source=root, entry="/" + path
+                ) from exc
             if raw is None:
-                log.warning("%s: /%s is a socket; a layer cannot hold it", root, path)
+                log.info("%s: /%s is a socket; a layer cannot hold it", root, path)
+                if sockets is not None:
+                    sockets.append(path)
                 continue
             yield raw
             if raw.kind is EntryType.DIR:
@@ -208,9 +227,20 @@ def _walk_tar(source: str) -> Iterator[_Raw]:
     try:
         tar = tarfile.open(source, "r:*")
     except (OSError, tarfile.TarError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) else "not a tar archive"
         raise LayerdiffError(
-            f"not a directory or a readable tar of an upper dir: {exc}", source=source
+            f"not a directory or a readable tar of an upper dir ({detail})",
+            source=source,
         ) from exc
+    try:
+        yield from _tar_members(tar, source)
+    except tarfile.TarError as exc:
+        raise LayerdiffError(
+            f"unreadable tar of an upper dir: {exc}", source=source
+        ) from exc
+
+
+def _tar_members(tar: tarfile.TarFile, source: str) -> Iterator[_Raw]:
     kinds = {
         tarfile.REGTYPE: EntryType.FILE,
         tarfile.AREGTYPE: EntryType.FILE,
@@ -292,17 +322,18 @@ def read_upperdir(source: str, *, lower: MergedView | None = None) -> UpperDir:
     mark on a directory that is new is dropped, so the changeset says what
     the upper dir really did.
     """
+    upper = UpperDir(source, Changeset(), lower_known=lower is not None)
     if os.path.isdir(source):
-        items = _walk_directory(source)
+        items = _walk_directory(source, sockets=upper.sockets)
     elif os.path.exists(source):
         items = _walk_tar(source)
     else:
         raise LayerdiffError("no such upper dir or tar", source=source)
 
-    upper = UpperDir(source, Changeset(), lower_known=lower is not None)
     changeset = upper.changeset
     opaque: set[str] = set()
     by_inode: dict[tuple[int, int], str] = {}
+    named: dict[str, Entry] = {}
     for raw in items:
         upper.mtime = max(upper.mtime, raw.mtime)
         for name in _REDIRECT_XATTRS:
@@ -351,12 +382,18 @@ def read_upperdir(source: str, *, lower: MergedView | None = None) -> UpperDir:
             first = by_inode.setdefault(raw.inode, raw.path)
             if first != raw.path:
                 entry = _hardlink(entry, first)
+        upper.content.pop(raw.path, None)
         if entry.type is EntryType.FILE and raw.opener is not None:
             upper.content[raw.path] = raw.opener
-            entry.sha256 = _hash(raw.opener)
-        changeset.entries.append(entry)
+            entry.sha256 = _hash(raw.opener, source, raw.path)
+        if raw.path in named:
+            # A tar may hold a path twice; extracting it, the last one wins.
+            log.info("%s: /%s appears twice; the last one is used", source, raw.path)
+        named[raw.path] = entry
 
+    changeset.entries = list(named.values())
     _resolve_tar_hardlinks(upper)
+    _check_links(upper, lower)
     present = {e.path: e for e in changeset.entries}
     for directory in sorted(opaque):
         entry = present.get(directory)
@@ -436,6 +473,47 @@ def _resolve_tar_hardlinks(upper: UpperDir) -> None:
                 entry.sha256 = first.sha256
 
 
+def _check_links(upper: UpperDir, lower: MergedView | None) -> None:
+    """Refuse entries that would reach outside the paths they name.
+
+    An entry below a symlink (``lnk -> /etc`` then ``lnk/passwd``) would be
+    written through the link by whoever extracts the layer, and a hard link
+    must point at a file of this layer or of the lower side. A real upper
+    dir has neither; a tar claiming to be one may.
+    """
+    entries = {e.path: e for e in upper.changeset.entries}
+    for entry in upper.changeset.entries:
+        parent = paths.parent(entry.path)
+        while parent:
+            above = entries.get(parent)
+            below = lower.get(parent) if lower is not None and above is None else None
+            if (above is not None and above.type is EntryType.SYMLINK) or (
+                below is not None and below.data_type is EntryType.SYMLINK
+            ):
+                raise UnsafePathError(
+                    f"lies below the symlink /{parent}; writing it would follow "
+                    "the link",
+                    source=upper.source,
+                    entry="/" + entry.path,
+                )
+            parent = paths.parent(parent)
+        if entry.type is not EntryType.HARDLINK:
+            continue
+        target = entries.get(entry.linkname)
+        node = lower.get(entry.linkname) if lower is not None else None
+        if target is None and node is not None:
+            kind = node.data_type
+        else:
+            kind = target.type if target is not None else None
+        if kind is None or kind is EntryType.DIR:
+            raise UnsafePathError(
+                f"hard link to /{entry.linkname}, which is not a file of this "
+                "upper dir" + (" or of the base" if lower is not None else ""),
+                source=upper.source,
+                entry="/" + entry.path,
+            )
+
+
 def read_merged_root(
     source: str,
     base: MergedView,
@@ -448,7 +526,9 @@ def read_merged_root(
     A path of the base that is gone becomes a whiteout (only the topmost
     one of a deleted subtree); a path whose type, content or metadata
     differs becomes an entry. Directory mtimes are not compared: they move
-    whenever a child changes.
+    whenever a child changes. The directories holding a change become
+    entries too, as an upper dir holds them (``docker diff`` lists them as
+    changed).
     """
     if not os.path.isdir(source):
         raise LayerdiffError("the merged root is not a directory", source=source)
@@ -459,18 +539,21 @@ def read_merged_root(
     by_inode: dict[tuple[int, int], str] = {}
     base_links: dict[str, str] = {}
     walked_dirs = {""}
-    for raw in _walk_directory(source, skip):
+    dirs: dict[str, Entry] = {}
+    for raw in _walk_directory(source, skip, upper.sockets):
         seen.add(raw.path)
         if raw.kind is EntryType.DIR:
             walked_dirs.add(raw.path)
         upper.mtime = max(upper.mtime, raw.mtime)
         entry = _entry_of(raw)
+        if raw.kind is EntryType.DIR:
+            dirs[raw.path] = entry
         if raw.inode is not None:
             first = by_inode.setdefault(raw.inode, raw.path)
             if first != raw.path:
                 base_links[raw.path] = first
         if entry.type is EntryType.FILE:
-            entry.sha256 = _hash(raw.opener)
+            entry.sha256 = _hash(raw.opener, source, raw.path)
             upper.content[raw.path] = raw.opener
         below = base.get(raw.path)
         if below is not None and _unchanged(below.entry, below, entry):
@@ -490,6 +573,13 @@ def read_merged_root(
             continue
         if paths.parent(path) in walked_dirs:
             changeset.whiteouts.append(path)
+    changed = {e.path for e in changeset.entries}
+    for path in sorted(changed | set(changeset.whiteouts) | set(upper.sockets)):
+        parent = paths.parent(path)
+        while parent and parent not in changed and parent in dirs:
+            changed.add(parent)
+            changeset.entries.append(dirs[parent])
+            parent = paths.parent(parent)
     changeset.entries.sort(key=lambda e: (e.type is EntryType.HARDLINK, e.path))
     return upper
 

@@ -17,7 +17,7 @@ from layerdiff.render import to_json
         {},
         [],
         {"b": [{}, [], {"x": 1.5}], "a": None},
-        {"\u00e9\udcff": '\x00\n"', "n": -3, "t": True, "f": False},
+        {"\u00e9": '\x00\n"', "n": -3, "t": True, "f": False},
         [0.1, float("nan"), float("-inf"), 1e300, 2**70],
         {1: 2},
         [{"z": 1, "a": "q"}, {"k": {"x": [1, "2"]}}],
@@ -27,6 +27,17 @@ def test_to_json_matches_the_json_module(value):
     expected = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
     assert to_json(value) == expected + "\n"
+
+
+def test_undecodable_bytes_are_written_as_backslash_x_text_in_valid_utf8():
+    name = b"etc/bad\xffname\xc3".decode("utf-8", "surrogateescape")
+
+    text = to_json({"path": name, "\u00e9": ["x\\y"]})
+
+    assert json.loads(text.encode("utf-8")) == {
+        "path": "etc/bad\\xffname\\xc3",
+        "\u00e9": ["x\\y"],
+    }
 
 
 def test_inspect_json_output_matches_the_json_module(tmp_path):
