@@ -106,3 +106,44 @@ def hash_tree(root: Path) -> str:
                 with open(full, "rb") as handle:
                     digest.update(handle.read())
     return digest.hexdigest()
+
+
+_PIVOT = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+MS_REC, MS_PRIVATE, MNT_DETACH, PIVOT_ROOT = 1 << 14, 1 << 18, 2, 155
+assert libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) == 0
+os.chdir(sys.argv[1])
+assert libc.syscall(PIVOT_ROOT, b".", b".") == 0
+assert libc.umount2(b".", MNT_DETACH) == 0
+os.chdir("/")
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextmanager
+def process_rooted_at(root: Path) -> Iterator[int]:
+    """Run a process whose root is ``root`` in its own mount namespace.
+
+    Its root is pivoted as a container runtime does, so ``/proc/PID/root``
+    reads as ``/`` from here; yield its PID.
+    """
+    import platform
+    import shutil
+    import sys
+
+    if shutil.which("unshare") is None or platform.machine() != "x86_64":
+        pytest.skip("needs unshare(1) and the x86_64 pivot_root syscall number")
+    child = subprocess.Popen(
+        ["unshare", "--mount", sys.executable, "-c", _PIVOT, str(root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        if child.stdout.readline() != b"ready\n":
+            pytest.skip("could not pivot a process into the overlay")
+        yield child.pid
+    finally:
+        child.stdin.close()
+        child.wait()

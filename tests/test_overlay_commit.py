@@ -397,3 +397,73 @@ def test_merged_root_lists_tmpfs_writes_as_lost_and_keeps_the_base_below(
         assert view_differences(live, merged_view(img)) == []
     finally:
         img.close()
+
+
+def test_commit_from_proc_pid_root_of_a_pivoted_process_writes_outside_it(
+    mounted, tmp_path
+):
+    from overlays import process_rooted_at
+
+    image, _upper, merged = mounted
+    out = tmp_path / "from-proc.tar"
+    (merged / "etc/app/conf").write_bytes(b"v3\n")
+
+    with process_rooted_at(merged) as pid:
+        root = f"/proc/{pid}/root"
+        assert os.path.realpath(root) == "/"
+        result = run_cli(
+            "commit", "--merged", root, "--base", image, "-o", out, "--verify",
+            "--json", "-",
+        )  # fmt: skip
+        inside = run_cli(
+            "commit", "--merged", root, "--base", image, "-o", f"{root}/out.tar"
+        )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    assert result.json["verified"] is True
+    assert inside.exit_code == 2
+    assert "would overwrite an input" in inside.stderr
+    assert not (merged / "out.tar").exists()
+
+
+def test_outputs_inside_the_upper_or_merged_dir_are_refused(mounted, tmp_path):
+    image, upper, merged = mounted
+    (merged / "etc/app/conf").write_bytes(b"v3\n")
+    out = tmp_path / "out.tar"
+
+    into_upper = run_cli("commit", upper, "--base", image, "-o", upper / "o.tar")
+    json_in_upper = run_cli(
+        "commit", upper, "--base", image, "-o", out, "--json", upper / "etc/c.json"
+    )
+    into_merged = run_cli(
+        "commit", "--merged", merged, "--base", image, "-o", merged / "o.tar"
+    )
+
+    for result in (into_upper, json_in_upper, into_merged):
+        assert result.exit_code == 2
+        assert "would overwrite an input" in result.stderr
+    assert not out.exists()
+    assert sorted(p.name for p in (upper / "etc").iterdir()) == ["app"]
+
+
+def test_merged_root_lists_parent_directories_and_runtime_files_lose_nothing(
+    mounted, tmp_path
+):
+    image, _upper, merged = mounted
+    hosts = tmp_path / "hosts"
+    hosts.write_bytes(b"127.0.0.1 box\n")
+    (merged / "etc/hosts").write_bytes(b"")
+
+    with bind(hosts, merged / "etc/hosts"):
+        (merged / "usr/bin/tool").write_bytes(b"#!/bin/sh\necho 2\n")
+        result = run_cli(
+            "changes", "--merged", merged, "--base", image, "--json",
+            "--fail-on-uncommitted",
+        )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    rows = {row["path"]: row for row in result.json}
+    assert (rows["usr"]["kind"], rows["usr/bin"]["kind"]) == ("C", "C")
+    assert rows["etc"]["kind"] == "C"
+    assert rows["etc/hosts"]["reason"] == "runtime-file"
+    assert not rows["etc/hosts"]["committed"]
