@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import signal
 import sys
 from contextlib import contextmanager
@@ -13,8 +14,10 @@ import click
 
 from . import render
 from .archive import Image, open_image
-from .errors import LayerdiffError
+from .blobs import DEFAULT_MAX_SIZE
+from .errors import LayerdiffError, OutputError
 from .inspect import inspect_image, merged_view
+from .output import atomic_output, same_file
 
 __all__ = ["main", "ExitCode"]
 
@@ -29,7 +32,7 @@ class ExitCode(enum.IntEnum):
 
 
 def _parse_size(text: str | None) -> int | None:
-    if text is None:
+    if text is None or text.strip().lower() in ("none", "unlimited"):
         return None
     units = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6,
              "g": 10**9, "gb": 10**9, "t": 10**12, "tb": 10**12,
@@ -100,10 +103,50 @@ _image_options = [
                  help="Which platform of a multi-platform index "
                       "(default: the host's)."),
     click.option("--max-size", metavar="SIZE",
-                 help="Refuse a layer that decompresses to more than SIZE."),
+                 default=f"{DEFAULT_MAX_SIZE >> 30}GiB", show_default=True,
+                 help="Refuse a layer that decompresses to more than SIZE "
+                      "('none' for no limit)."),
     click.option("-j", "--jobs", type=click.IntRange(1, 256), default=None,
                  help="Worker processes for reading layers (default: all cores)."),
 ]  # fmt: skip
+
+
+_output_option = click.option(
+    "-o", "--output", type=click.Path(dir_okay=False),
+    help="Write the report to this file (atomically) instead of stdout.",
+)  # fmt: skip
+
+# Characters a hostile entry name may carry that must not reach a terminal
+# raw: C0 controls but newline and tab, DEL, C1 controls, and the lone
+# surrogates that stand for bytes that are not UTF-8 (or came from JSON).
+_UNPRINTABLE = re.compile("[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f\\ud800-\\udfff]")
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # one undecodable byte
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _check_output(output: str | None, sources) -> None:
+    """Refuse, before any work, an output that would overwrite an input."""
+    if output is not None and same_file(output, list(sources)):
+        raise OutputError(
+            "the output would overwrite an input or be written inside one",
+            source=output,
+            hint="choose an output path outside the inputs",
+        )
+
+
+def _emit(text: str, output: str | None) -> None:
+    """Write a report to stdout, or atomically to the output file."""
+    text = _UNPRINTABLE.sub(_escape, text)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    with atomic_output(output) as handle:
+        handle.write(text.encode("utf-8"))
 
 
 def image_options(func):
@@ -130,8 +173,9 @@ def main(verbose: int) -> None:
 @click.argument("sources", nargs=-1, required=True, metavar="IMAGE [LAYER...]")
 @click.option("--layer", type=int, help="Show the changes of layer N (1 = bottom).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_output_option
 @image_options
-def inspect(sources, layer, as_json, image, platform, max_size, jobs) -> None:
+def inspect(sources, layer, as_json, output, image, platform, max_size, jobs) -> None:
     """Show every layer: history step, sizes, changes and waste.
 
     IMAGE is a docker save archive, an OCI layout (directory or tar) or,
@@ -142,6 +186,7 @@ def inspect(sources, layer, as_json, image, platform, max_size, jobs) -> None:
       layerdiff inspect app.tar
       layerdiff inspect app.tar --layer 3
     """
+    _check_output(output, sources)
     with _opened(sources, image, platform, _parse_size(max_size)) as img:
         index = _layer_index(img, layer)
         progress = _Progress("reading layers")
@@ -155,11 +200,11 @@ def inspect(sources, layer, as_json, image, platform, max_size, jobs) -> None:
         data = render.inspect_json(report)
         if index is not None:
             data["layers"] = [data["layers"][index]]
-        click.echo(render.to_json(data), nl=False)
+        _emit(render.to_json(data), output)
     elif index is not None:
-        click.echo(render.render_layer(report, report.layers[index]), nl=False)
+        _emit(render.render_layer(report, report.layers[index]), output)
     else:
-        click.echo(render.render_inspect(report), nl=False)
+        _emit(render.render_inspect(report), output)
 
 
 @main.command()
@@ -168,8 +213,9 @@ def inspect(sources, layer, as_json, image, platform, max_size, jobs) -> None:
     "--layer", type=int, help="List the merged view as of layer N (default: the top)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@_output_option
 @image_options
-def files(sources, layer, as_json, image, platform, max_size, jobs) -> None:
+def files(sources, layer, as_json, output, image, platform, max_size, jobs) -> None:
     """List the files of the merged view, with the layer each comes from.
 
     \b
@@ -177,13 +223,14 @@ def files(sources, layer, as_json, image, platform, max_size, jobs) -> None:
       layerdiff files app.tar
       layerdiff files app.tar --layer 2 --json
     """
+    _check_output(output, sources)
     with _opened(sources, image, platform, _parse_size(max_size)) as img:
         index = _layer_index(img, layer)
         view = merged_view(img, upto=index, max_size=_parse_size(max_size), jobs=jobs)
     if as_json:
-        click.echo(render.to_json(render.files_json(view)), nl=False)
+        _emit(render.to_json(render.files_json(view)), output)
     else:
-        click.echo(render.render_files(view), nl=False)
+        _emit(render.render_files(view), output)
 
 
 def _terminate(signum, frame) -> None:

@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 from . import paths
 from .archive import Image, LayerRef
 from .classify import apply_layer
-from .errors import LayerdiffError
+from .errors import DigestMismatchError, LayerdiffError, LayerFormatError
 from .layer import read_changeset
 from .model import Changeset, Finding, ImageReport, LayerReport, Severity, Waste
 from .tree import MergedView
@@ -29,14 +29,21 @@ Progress = Callable[[int, int], None]
 
 def _read_one(ref: LayerRef, max_size: int | None) -> Changeset:
     assert ref.location is not None
-    with ref.location.open() as handle:
-        return read_changeset(
-            handle,
-            digest=ref.digest,
-            diff_id=ref.diff_id,
-            max_size=max_size,
-            blob_size=ref.location.size,
+    if ref.size is not None and ref.size != ref.location.size:
+        raise DigestMismatchError(
+            f"blob is {ref.location.size} bytes, the manifest says {ref.size}"
         )
+    try:
+        with ref.location.open() as handle:
+            return read_changeset(
+                handle,
+                digest=ref.digest,
+                diff_id=ref.diff_id,
+                max_size=max_size,
+                blob_size=ref.location.size,
+            )
+    except OSError as exc:
+        raise LayerFormatError(f"cannot read the layer: {exc.strerror}") from exc
 
 
 def read_layers(
@@ -77,7 +84,8 @@ def read_layers(
                     changeset = _read_one(ref, max_size)
             except LayerdiffError as exc:
                 raise exc.located(
-                    source=img.source,
+                    # a stack of bare layers is named by the layer's own file
+                    source=ref.name if img.format == "layers" else img.source,
                     layer=position,
                     layer_count=len(refs),
                     layer_digest=ref.digest or ref.diff_id,
@@ -97,7 +105,7 @@ _VOLUME_STEP = re.compile(r"(?:^|\s)VOLUME\s+(.*)$")
 
 def declared_volumes(created_by: str | None) -> list[str]:
     """Return the paths a Dockerfile VOLUME history step declares."""
-    if not created_by:
+    if not created_by or not isinstance(created_by, str):
         return []
     match = _VOLUME_STEP.search(created_by.strip())
     if not match:
@@ -108,7 +116,15 @@ def declared_volumes(created_by: str | None) -> list[str]:
         items = re.split(r"[,\s]+", text)
     else:
         items = text.split()
-    return [paths.normalize(i.strip("\"'")) for i in items if i.strip("\"'")]
+    volumes = []
+    for item in items:
+        try:
+            path = paths.normalize(item.strip("\"'"))
+        except LayerdiffError:
+            continue  # a path out of the root names no volume we can check
+        if path:
+            volumes.append(path)
+    return volumes
 
 
 def _volume_steps(img: Image) -> list[tuple[int, list[str]]]:

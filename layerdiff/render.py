@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Iterable
 
 from tabulate import tabulate
@@ -42,8 +43,17 @@ def human_size(size: int | float | None) -> str:
 
 
 def to_json(data: Any) -> str:
-    """Serialise with sorted keys and two-space indents, for stable diffs."""
-    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    """Serialise with sorted keys and two-space indents, for stable diffs.
+
+    Lone surrogates (the undecodable bytes of a non-UTF-8 name) and C1
+    controls are written as \\u escapes, so the text stays valid UTF-8 and
+    ``json.loads`` gives back the same string.
+    """
+    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+_JSON_UNSAFE = re.compile("[\\x7f-\\x9f\\ud800-\\udfff]")
 
 
 def _config_summary(config: dict[str, Any]) -> dict[str, Any]:
@@ -59,8 +69,8 @@ def _config_summary(config: dict[str, Any]) -> dict[str, Any]:
         "env": runtime.get("Env"),
         "workdir": runtime.get("WorkingDir") or None,
         "user": runtime.get("User") or None,
-        "volumes": sorted(runtime.get("Volumes") or {}) or None,
-        "exposed_ports": sorted(runtime.get("ExposedPorts") or {}) or None,
+        "volumes": _keys(runtime.get("Volumes")),
+        "exposed_ports": _keys(runtime.get("ExposedPorts")),
         "labels": runtime.get("Labels") or None,
     }
 
@@ -91,8 +101,13 @@ def inspect_json(report: ImageReport, *, with_changes: bool = True) -> dict[str,
     }
 
 
+def _keys(value: Any) -> list[str] | None:
+    """Return the sorted keys of a config map such as Volumes, or None."""
+    return sorted(value) if isinstance(value, dict) and value else None
+
+
 def _step(text: str | None, width: int = 60) -> str:
-    if not text:
+    if not text or not isinstance(text, str):
         return ""
     text = " ".join(text.split())
     for noise in ("/bin/sh -c #(nop) ", "/bin/sh -c "):
