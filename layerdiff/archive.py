@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$|^sha512:[0-9a-f]{128}$")
 _MAX_INDEX_DEPTH = 8
+# overlayfs stacks at most about 500 lower dirs and docker refuses more than
+# 125 layers; a longer list only repeats blobs to multiply the work.
+_MAX_LAYERS = 1000
 _NAME_KEYS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
 
 
@@ -185,6 +188,11 @@ def _diff_ids(config: dict[str, Any], count: int, config_name: str) -> list[str]
     if not isinstance(rootfs, dict) or not isinstance(rootfs.get("diff_ids"), list):
         raise ArchiveFormatError(f"config {config_name} has no rootfs.diff_ids")
     diff_ids = rootfs["diff_ids"]
+    if count > _MAX_LAYERS:
+        raise ArchiveFormatError(
+            f"the manifest lists {count} layers; more than {_MAX_LAYERS} is "
+            "not an image any runtime can start"
+        )
     if len(diff_ids) != count:
         raise ArchiveFormatError(
             f"config {config_name} lists {len(diff_ids)} diff_ids but the "

@@ -213,7 +213,7 @@ def _walk_headers(
             if length > EXTENDED_LIMIT:
                 raise ArchiveFormatError(
                     f"extended tar header of {length} bytes is larger than the "
-                    f"{EXTENDED_LIMIT >> 20} MiB allowed"
+                    f"{EXTENDED_LIMIT >> 10} KiB allowed"
                 )
             data = handle.read(length)
             if typeflag == "x":

@@ -19,8 +19,9 @@ BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)
 _ZEROS = bytes(1 << 16)
 # PAX and GNU long-name headers are held in memory; real ones are a few
-# kilobytes, so anything larger is refused rather than buffered.
-EXTENDED_LIMIT = 16 << 20
+# kilobytes. The tar reader of the Go standard library, which docker and
+# containerd use, refuses them past 1 MiB, so no image they accept is lost.
+EXTENDED_LIMIT = 1 << 20
 
 
 @dataclass(slots=True)
@@ -208,7 +209,7 @@ def read_tar(
             if size > EXTENDED_LIMIT:
                 raise LayerFormatError(
                     f"extended header of {size} bytes at offset {offset} is "
-                    f"larger than the {EXTENDED_LIMIT >> 20} MiB allowed"
+                    f"larger than the {EXTENDED_LIMIT >> 10} KiB allowed"
                 )
             data = reader.read(padded)
             if data is None:

@@ -224,6 +224,15 @@ def _gzip_bomb() -> bytes:
     return gzip.compress(data, compresslevel=9, mtime=0)
 
 
+def _late_gzip_corruption() -> bytes:
+    # The damage sits past the first megabyte of output, where inflating
+    # resumes from the input left over by the previous call.
+    data = gzip.compress(header(b"zeros", b"0", 3 << 20) + bytes(3 << 20) + end(),
+                         mtime=0)  # fmt: skip
+    pos = len(data) - 30
+    return data[:pos] + bytes([data[pos] ^ 0x55]) + data[pos + 1 :]
+
+
 def _sparse_bomb() -> bytes:
     # A PAX sparse file (format 0.1) of 2**50 bytes, holes only.
     records = {
@@ -263,6 +272,12 @@ CASES = [
          on_top(built(layer().file(HUGE_COMPONENT, b"x"))), 0),
     Case("prefix-field-name",
          on_top(raw_layer(header(b"file", prefix=b"p" * 150) )), 0),
+    Case("name-longer-than-path-max",
+         on_top(raw_layer(pax({b"path": b"a/" * 3000}), member(b"x", b"1"))), 2,
+         ("bad.tar", "layer 2", "a/a/a/")),
+    Case("deep-name-within-path-max",
+         on_top(raw_layer(pax({b"path": b"a/" * 2000 + b"f"}), member(b"x", b"1"))),
+         0),
     # -- whiteouts ----------------------------------------------------------
     Case("whiteout-of-dot", on_top(raw_layer(member(b"etc/.wh.."))), 2,
          ("bad.tar", "layer 2", "'etc/.wh..'")),
@@ -332,7 +347,7 @@ CASES = [
          on_top(header(b"././@PaxHeader", b"x", 1 << 30) + b"10 path=a\n"), 2,
          ("bad.tar", "layer 2")),
     Case("pax-header-too-large",
-         on_top(pax({b"comment": b"c" * (17 << 20)}) + member(b"a") + end()), 2,
+         on_top(pax({b"comment": b"c" * (2 << 20)}) + member(b"a") + end()), 2,
          ("bad.tar", "layer 2")),
     Case("pax-malformed", on_top(member(b"p", b"zz nonsense", b"x")
                                  + member(b"a") + end()), 2,
@@ -381,6 +396,9 @@ CASES = [
          on_top(lambda: (lambda d: d[:40] + bytes([d[40] ^ 0xFF]) + d[41:])(
              gzip.compress(_base(), mtime=0)), "bad.tar.gz"), 2,
          ("bad.tar.gz", "layer 2")),
+    Case("gzip-corrupt-after-the-first-chunk",
+         on_top(_late_gzip_corruption, "bad.tar.gz"), 2,
+         ("bad.tar.gz", "layer 2", "gzip")),
     Case("garbage-after-gzip",
          on_top(lambda: gzip.compress(_base(), mtime=0) + b"junk", "bad.tar.gz"), 2,
          ("bad.tar.gz", "layer 2")),
@@ -418,6 +436,10 @@ CASES = [
     Case("manifest-config-absolute",
          archive(_with_manifest(_docker([_base()]), lambda m: m[0].update(
              Config="/etc/passwd"))), 2, ("app.tar", "/etc/passwd")),
+    Case("too-many-layers",
+         lambda root: _docker_config(root, lambda c: c["rootfs"].update(
+             diff_ids=c["rootfs"]["diff_ids"] * 1001), layers=1001), 2,
+         ("app.tar", "1001 layers")),
     Case("two-images-same-tag", archive(_two_images_one_tag(), "--image", "app:1"),
          2, ("app.tar", "app:1")),
     Case("two-images-same-tag-no-choice", archive(_two_images_one_tag()), 2,
@@ -491,10 +513,11 @@ def _break_diff_id(root: Path) -> list[str]:
         diff_ids=["sha256:" + "2" * 64]))  # fmt: skip
 
 
-def _docker_config(root: Path, change) -> list[str]:
+def _docker_config(root: Path, change, layers: int = 1) -> list[str]:
     """Write a docker save archive whose config ``change`` edits."""
     files = _docker([_base()])
     manifest = json.loads(files["manifest.json"])
+    manifest[0]["Layers"] *= layers
     config = json.loads(files.pop(manifest[0]["Config"]))
     change(config)
     data = json.dumps(config).encode()
