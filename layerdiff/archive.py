@@ -7,6 +7,7 @@ and its history step.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import platform as _platform
@@ -16,7 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .container import BlobLocation, Container, open_container
-from .errors import ArchiveFormatError, ImageSelectionError, LayerdiffError
+from .errors import (
+    ArchiveFormatError,
+    DigestMismatchError,
+    ImageSelectionError,
+    LayerdiffError,
+)
 from .model import Finding, Severity
 
 __all__ = ["LayerRef", "Image", "open_image", "host_platform"]
@@ -157,6 +163,14 @@ def _layer_stack(sources: list[str]) -> Image:
 
 def _json(container: Container, name: str, what: str) -> Any:
     data = container.read(name)
+    # A document stored under its digest (an OCI blob, a docker save config
+    # named <hex>.json) must hash to it, as layer blobs must.
+    expected = _digest_from_name(name)
+    if expected and expected != "sha256:" + hashlib.sha256(data).hexdigest():
+        raise DigestMismatchError(
+            f"{what} {name} does not hash to the digest it is stored under",
+            hint="the archive is corrupt or was edited after it was written",
+        )
     try:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -252,7 +252,12 @@ def run() -> None:
         click.echo("layerdiff: interrupted", err=True)
         sys.exit(ExitCode.INTERRUPTED)
     except click.ClickException as exc:
-        exc.show()
+        # One line, like every other error, and a hint where click has one.
+        message = " ".join(exc.format_message().split())
+        click.echo(f"layerdiff: {message}", err=True)
+        context = getattr(exc, "ctx", None)
+        if context is not None:
+            click.echo(f"  see '{context.command_path} --help'", err=True)
         sys.exit(ExitCode.ERROR)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

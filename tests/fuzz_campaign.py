@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hostile import Hang, invoke  # noqa: E402
-from mutate import mutate, seeds  # noqa: E402
+from mutate import make_input, seeds  # noqa: E402
 
 
 def _place(exc: BaseException) -> str:
@@ -54,9 +54,9 @@ def main() -> int:
 
     while time.monotonic() < deadline:
         name = rng.choice(names)
-        data = mutate(inputs[name], rng, inputs[rng.choice(names)])
+        data = make_input(name, inputs[name], rng, inputs[rng.choice(names)])
         command = rng.choice(["inspect", "files"])
-        target = work / name
+        target = work / f"input-{name}"
         target.write_bytes(data)
         verdict = None
         try:

@@ -8,6 +8,7 @@ hypothesis can drive it from ``st.randoms()`` and the campaign from a seed.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import random
 from pathlib import Path
@@ -72,6 +73,24 @@ def _layers() -> list[bytes]:
     return [base.tar_bytes(), upper.tar_bytes(), raw + end()]
 
 
+def _docker_files(layers: list[bytes]) -> dict[str, bytes]:
+    files = docker25_files(layers[:2])
+    manifest = json.loads(files["manifest.json"])
+    config = files.pop(manifest[0]["Config"])
+    manifest[0]["Config"] = hashlib.sha256(config).hexdigest() + ".json"
+    files[manifest[0]["Config"]] = config
+    files["manifest.json"] = json.dumps(manifest).encode()
+    return files
+
+
+def make_input(name: str, data: bytes, rng: random.Random, donor: bytes) -> bytes:
+    """Return a broken input made from the seed ``name``."""
+    if name == "docker-files":
+        files = {k: v.encode("latin-1") for k, v in json.loads(data).items()}
+        return json_variant(files, rng)
+    return mutate(data, rng, donor)
+
+
 def seeds(scratch: Path) -> dict[str, bytes]:
     """Return valid inputs of every kind the tool reads, by a short name."""
     scratch.mkdir(parents=True, exist_ok=True)
@@ -79,6 +98,9 @@ def seeds(scratch: Path) -> dict[str, bytes]:
     docker = write_docker_save(scratch / "docker.tar", layers[:2]).read_bytes()
     oci = write_oci_layout(scratch / "oci.tar", layers[:2], as_tar=True).read_bytes()
     return {
+        "docker-files": json.dumps(
+            {k: v.decode("latin-1") for k, v in _docker_files(layers).items()}
+        ).encode(),
         "layer.tar": layers[0],
         "upper.tar": layers[1],
         "raw.tar": layers[2],
@@ -142,6 +164,49 @@ def mutate(data: bytes, rng: random.Random, donor: bytes = b"") -> bytes:
             start = (rng.randrange(len(buf)) // BLOCK) * BLOCK
             buf[start:start] = buf[start : start + rng.randint(1, 3) * BLOCK]
     return bytes(buf)
+
+
+_JSON_VALUES = [None, True, 0, -1, 2**70, 1.5, "", "../../x", "/etc/passwd",
+                "sha256:" + "0" * 64, [], {}, [1, "a", None], {"a": [{}]},
+                "x" * 300, "\udc80"]  # fmt: skip
+
+
+def mutate_json(value, rng: random.Random):
+    """Return a JSON document with one node replaced by an odd value."""
+    if isinstance(value, dict) and value and rng.random() < 0.8:
+        key = rng.choice(sorted(value))
+        if rng.random() < 0.15:
+            return {k: v for k, v in value.items() if k != key}
+        return {**value, key: mutate_json(value[key], rng)}
+    if isinstance(value, list) and value and rng.random() < 0.8:
+        at = rng.randrange(len(value))
+        if rng.random() < 0.15:
+            return value[:at] + value[at + 1 :]
+        if rng.random() < 0.15:
+            return value + [value[at]]
+        return value[:at] + [mutate_json(value[at], rng)] + value[at + 1 :]
+    return rng.choice(_JSON_VALUES)
+
+
+def json_variant(files: dict[str, bytes], rng: random.Random) -> bytes:
+    """Return a docker save archive with a mutated manifest or config.
+
+    The config is renamed after its new digest, so that the mutation gets
+    past digest checks to the code that interprets the document.
+    """
+    files = dict(files)
+    manifest = json.loads(files["manifest.json"])
+    if rng.random() < 0.5:
+        config_name = manifest[0]["Config"]
+        config = mutate_json(json.loads(files.pop(config_name)), rng)
+        data = json.dumps(config).encode()
+        name = hashlib.sha256(data).hexdigest() + ".json"
+        files[name] = data
+        manifest[0]["Config"] = name
+    else:
+        manifest = mutate_json(manifest, rng)
+    files["manifest.json"] = json.dumps(manifest).encode()
+    return tar_of(files)
 
 
 def _fix_checksum(buf: bytearray, base: int) -> None:

@@ -15,7 +15,7 @@ import pytest
 from hostile import Hang, assert_clean_error, invoke
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mutate import mutate, seeds
+from mutate import make_input, seeds
 
 _SEEDS: dict[str, bytes] = {}
 
@@ -29,7 +29,7 @@ def seed_inputs(tmp_path_factory):
 
 def check_contract(data: bytes, name: str, command: str, workdir) -> str:
     """Run one command on ``data`` and return 'ok' or 'error'; raise otherwise."""
-    target = workdir / name
+    target = workdir / f"input-{name}"
     target.write_bytes(data)
     args = [command, target, "--max-size", "4MB", "--json"]
     try:
@@ -44,7 +44,7 @@ def check_contract(data: bytes, name: str, command: str, workdir) -> str:
 
 
 @settings(
-    max_examples=150,
+    max_examples=200,
     deadline=timedelta(seconds=10),
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
@@ -59,7 +59,8 @@ def test_mutated_inputs_work_or_fail_cleanly(
 ):
     names = sorted(seed_inputs)
     name = names[which % len(names)]
-    data = mutate(seed_inputs[name], rng, seed_inputs[names[donor % len(names)]])
+    donor_data = seed_inputs[names[donor % len(names)]]
+    data = make_input(name, seed_inputs[name], rng, donor_data)
     scratch = tmp_path / "tmp"
     scratch.mkdir(exist_ok=True)
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))

@@ -139,7 +139,9 @@ def _rewrite_manifest(files: dict[str, bytes], change) -> None:
 
 def _index_cycle(files: dict[str, bytes]) -> None:
     # An index whose only entry is itself cannot be written (its digest
-    # would have to contain itself), so two indexes point at each other.
+    # would have to contain itself), so two indexes point at each other;
+    # one of them is stored under a digest it does not hash to, which is
+    # what a cycle always needs.
     manifest = _json_blob(files, "manifest")
     a = {"schemaVersion": 2, "manifests": [], "mediaType": ""}
     b_digest = "sha256:" + "b" * 64
@@ -420,6 +422,15 @@ CASES = [
                       len(v) > 2000 else v)
                   for k, v in _docker([_base()]).items()}), 2,
          ("app.tar", "layer 1", "digest")),
+    Case("config-edited-after-writing",
+         archive({k: (v.replace(b"amd64", b"arm64") if k.startswith("blobs") and
+                      b"rootfs" in v else v)
+                  for k, v in _docker([_base()]).items()}), 2,
+         ("app.tar", "config", "digest")),
+    Case("oci-manifest-edited-after-writing",
+         oci(lambda f: f.update({_json_blob(f, "manifest"):
+                                 f[_json_blob(f, "manifest")] + b" "})), 2,
+         ("oci.tar", "manifest", "digest")),
     Case("wrong-diff-id",
          lambda root: write_docker_save(
              root / "app.tar", [_base()]).exists() and _break_diff_id(root), 2,
@@ -480,7 +491,7 @@ CASES = [
                   "x/json": b'{"container_config": {"Cmd": [1, null]}}',
                   "x/layer.tar": _base()}), 0),
     # -- OCI layouts ----------------------------------------------------------
-    Case("index-cycle", oci(_index_cycle), 2, ("oci.tar", "index")),
+    Case("index-cycle", oci(_index_cycle), 2, ("oci.tar", "bbbbbbbb", "digest")),
     Case("index-chain-too-deep", oci(_index_chain), 2, ("oci.tar", "index")),
     Case("index-lists-nothing",
          oci(lambda f: f.update({"index.json": b'{"manifests": []}'})), 2,
@@ -650,6 +661,26 @@ def test_existing_output_survives_a_failed_run(tmp_path):
     assert_clean_error(outcome, "bad.tar")
     assert out.read_text() == "previous report\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.tar", "report.txt"]
+
+
+def test_output_into_a_missing_directory_is_a_clean_error(tmp_path):
+    app = write_docker_save(tmp_path / "app.tar", [_base()])
+
+    outcome = invoke(["inspect", app, "-o", tmp_path / "no" / "report.txt"])
+
+    assert_clean_error(outcome, "report.txt")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["inspect"], ["inspect", "x.tar", "--layer", "zero"],
+     ["files", "x.tar", "--max-size", "lots"], ["inspect", "x.tar", "-o", "."]],
+    ids=["no-input", "bad-layer", "bad-size", "output-is-a-directory"],
+)  # fmt: skip
+def test_usage_errors_are_one_line_and_a_hint(args):
+    outcome = invoke(args)
+
+    assert_clean_error(outcome)
 
 
 def test_output_file_is_written_whole(tmp_path):
