@@ -22,6 +22,7 @@ from .errors import (
     DigestMismatchError,
     ImageSelectionError,
     LayerdiffError,
+    short_digest,
 )
 from .model import Finding, Severity
 
@@ -161,16 +162,23 @@ def _layer_stack(sources: list[str]) -> Image:
     return Image(source=", ".join(sources), format="layers", layers=layers)
 
 
-def _json(container: Container, name: str, what: str) -> Any:
+def _json(container: Container, name: str, what: str, digest: str | None = None) -> Any:
+    """Parse a JSON file of the archive; check its digest when one is known.
+
+    Manifests and configs are blobs like layers: a config edited in place
+    would otherwise pass for the one the manifest names.
+    """
     data = container.read(name)
-    # A document stored under its digest (an OCI blob, a docker save config
-    # named <hex>.json) must hash to it, as layer blobs must.
-    expected = _digest_from_name(name)
-    if expected and expected != "sha256:" + hashlib.sha256(data).hexdigest():
-        raise DigestMismatchError(
-            f"{what} {name} does not hash to the digest it is stored under",
-            hint="the archive is corrupt or was edited after it was written",
-        )
+    if digest is not None:
+        alg, _, expected = digest.partition(":")
+        actual = hashlib.new(alg, data).hexdigest()
+        if actual != expected:
+            raise DigestMismatchError(
+                f"{what} {name} does not match its digest: expected "
+                f"{short_digest(digest)}, the bytes hash to "
+                f"{short_digest(alg + ':' + actual)}",
+                hint="the archive is corrupt or was edited after it was written",
+            )
     try:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -258,7 +266,10 @@ def _docker_save(container: Container, wanted: str | None) -> Image:
     index, item = chosen
     config_name = _expect(item.get("Config"), str, "manifest.json Config")
     layer_names = _expect(item.get("Layers"), list, "manifest.json Layers")
-    config = _expect(_json(container, config_name, "config"), dict, "config")
+    config_digest = _digest_from_name(config_name)
+    config = _expect(
+        _json(container, config_name, "config", config_digest), dict, "config"
+    )
     diff_ids = _diff_ids(config, len(layer_names), config_name)
     sources = item.get("LayerSources") or {}
     tags = _tags(item)
@@ -268,7 +279,7 @@ def _docker_save(container: Container, wanted: str | None) -> Image:
         layers=[],
         config=config,
         name=tags[0] if tags else None,
-        config_digest=_digest_from_name(config_name),
+        config_digest=config_digest,
     )
     if "index.json" in container and "oci-layout" in container:
         img.format = "docker-save (OCI layout)"
@@ -457,12 +468,16 @@ def _oci_layout(container: Container, wanted: str | None, platform: str | None):
     )
     manifest_digest = manifest_descriptor["digest"]
     manifest = _expect(
-        _json(container, _blob_name(manifest_digest), "manifest"), dict, "manifest"
+        _json(container, _blob_name(manifest_digest), "manifest", manifest_digest),
+        dict,
+        "manifest",
     )
     config_descriptor = _expect(manifest.get("config"), dict, "manifest config")
     config_digest = _check_digest(config_descriptor.get("digest"), "config digest")
     config = _expect(
-        _json(container, _blob_name(config_digest), "config"), dict, "config"
+        _json(container, _blob_name(config_digest), "config", config_digest),
+        dict,
+        "config",
     )
     layer_descriptors = _expect(manifest.get("layers"), list, "manifest layers")
     diff_ids = _diff_ids(config, len(layer_descriptors), _blob_name(config_digest))
@@ -551,7 +566,9 @@ def _resolve_manifest(container, descriptors, platform, chosen, seen, depth):
     media_type = descriptor.get("mediaType")
     body = None
     if media_type in _INDEX_TYPES or media_type is None:
-        body = _expect(_json(container, _blob_name(digest), "manifest"), dict, digest)
+        body = _expect(
+            _json(container, _blob_name(digest), "manifest", digest), dict, digest
+        )
         if media_type is None and body.get("mediaType") in _INDEX_TYPES:
             media_type = body["mediaType"]
         elif media_type is None and "manifests" in body and "layers" not in body:
@@ -568,22 +585,35 @@ def _resolve_manifest(container, descriptors, platform, chosen, seen, depth):
     return descriptor
 
 
+def _canonical_platform(text: str) -> str:
+    """Drop default variants, so that linux/arm64/v8 equals linux/arm64."""
+    if text.endswith(("/arm64/v8", "/amd64/v1")):
+        return text[:-3]
+    return text
+
+
 def _by_platform(descriptors, platform, chosen):
-    wanted = platform or host_platform()
+    wanted = _canonical_platform(platform or host_platform())
     available = [_platform_of(d) for d in descriptors]
 
     def matches(have: str | None) -> bool:
         if have is None:
             return False
+        have = _canonical_platform(have)
         if have == wanted:
             return True
-        # "linux/arm64" matches "linux/arm64/v8"; a variant asked must match
+        # "linux/arm" matches "linux/arm/v7"; a variant asked must match
         return have.startswith(wanted + "/") and wanted.count("/") == 1
 
     hits = [d for d, have in zip(descriptors, available) if matches(have)]
     if not hits:
         if len(descriptors) == 1 and platform is None:
             hits = descriptors
+            log.warning(
+                "the image is for %s only, not the host's %s; reading it anyway",
+                available[0],
+                wanted,
+            )
         else:
             listed = ", ".join(a or "unspecified" for a in available)
             how = "asked for" if platform else "the host is"

@@ -60,6 +60,18 @@ def apply_layer(
     final: dict[str, Entry] = {}
     for entry in changeset.entries:
         earlier = final.pop(entry.path, None)
+        if earlier is not None:
+            findings.append(
+                Finding(
+                    "duplicate-entry",
+                    "the layer holds this path more than once; the last entry "
+                    "wins and the earlier ones only cost space",
+                    Severity.INFO,
+                    path=entry.path,
+                    layer=layer,
+                    size=earlier.size if earlier.type is EntryType.FILE else None,
+                )
+            )
         if earlier is not None and earlier.type is EntryType.FILE:
             view.charge(layer, "shadowed", earlier.size)  # shipped, then replaced
         final[entry.path] = entry
@@ -89,6 +101,12 @@ def apply_layer(
                 )
             )
         inode = target.inode if target is not None else None
+        if inode is not None:
+            # A hard link is another name for the target's inode: extracting
+            # it ignores the mode and owner in its own header.
+            source = target.entry
+            entry.mode, entry.uid, entry.gid = source.mode, source.uid, source.gid
+            entry.xattrs = source.xattrs
         _place(view, Node(entry, layer, inode), layer, changes, findings)
 
     return changes, findings
@@ -133,7 +151,7 @@ def _place(
             changes.append(Change(path, ChangeKind.MODIFY, kind_type, "metadata"))
         return
 
-    same_content = _same_content(lower, node)
+    same_content = lower.same_content(node)
     cause = "metadata_only" if same_content else "shadowed"
     if node.inode is not None and lower.inode is node.inode:
         cause = "shadowed"  # a hard link re-pointed at its own inode
@@ -147,25 +165,6 @@ def _place(
     else:
         reason = "metadata"
     changes.append(Change(path, ChangeKind.MODIFY, kind_type, reason, size))
-
-
-def _same_content(lower: Node, upper: Node) -> bool:
-    kind = upper.data_type
-    if kind is EntryType.FILE:
-        if lower.inode is None or upper.inode is None:
-            return False
-        return (
-            lower.inode.size == upper.inode.size
-            and lower.inode.sha256 == upper.inode.sha256
-        )
-    if kind is EntryType.SYMLINK:
-        return lower.entry.linkname == upper.entry.linkname
-    if kind in (EntryType.CHAR, EntryType.BLOCK):
-        return (lower.entry.devmajor, lower.entry.devminor) == (
-            upper.entry.devmajor,
-            upper.entry.devminor,
-        )
-    return True
 
 
 def _ensure_parents(

@@ -7,17 +7,25 @@ import logging
 import re
 import signal
 import sys
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
 import click
 
-from . import render
+from . import render, render_ci
+from .analyses.audit import DEFAULT_LARGE, audit_image
+from .analyses.budget import check_budgets, read_baseline
+from .analyses.compare import NOISE, compare_images
+from .analyses.why import why_path
 from .archive import Image, open_image
+from .cache import LayerCache, default_cache_dir
+from .config import budgets_from, load_settings
 from .blobs import DEFAULT_MAX_SIZE
-from .errors import LayerdiffError, OutputError
+from .errors import LayerdiffError, OutputError, UsageError
 from .inspect import inspect_image, merged_view
 from .output import atomic_output, same_file
+from .tree import MergedView
 
 __all__ = ["main", "ExitCode"]
 
@@ -49,15 +57,22 @@ def _parse_size(text: str | None) -> int | None:
 
 
 class _Progress:
-    """A one-line progress bar on stderr, only when stderr is a terminal."""
+    """A one-line progress bar on stderr, only when stderr is a terminal.
 
-    def __init__(self, label: str) -> None:
+    It appears once a run has taken a second, so quick runs stay silent.
+    """
+
+    def __init__(self, label: str, delay: float = 1.0) -> None:
         self.label = label
         self.enabled = sys.stderr.isatty()
         self.shown = False
+        self.start = time.monotonic()
+        self.delay = delay
 
     def __call__(self, done: int, total: int) -> None:
         if not self.enabled or total <= 0:
+            return
+        if not self.shown and time.monotonic() - self.start < self.delay:
             return
         width = 30
         filled = int(width * done / total)
@@ -108,30 +123,79 @@ _image_options = [
                       "('none' for no limit)."),
     click.option("-j", "--jobs", type=click.IntRange(1, 256), default=None,
                  help="Worker processes for reading layers (default: all cores)."),
+    click.option("--cache", "cache_dir", metavar="DIR", envvar="LAYERDIFF_CACHE",
+                 help="Layer index cache directory (default: "
+                      "$XDG_CACHE_HOME/layerdiff)."),
+    click.option("--no-cache", is_flag=True,
+                 help="Read every layer in full; neither use nor fill the cache."),
 ]  # fmt: skip
 
 
-_output_option = click.option(
-    "-o", "--output", type=click.Path(dir_okay=False),
-    help="Write the report to this file (atomically) instead of stdout.",
-)  # fmt: skip
+def _configure_logging(verbose: int, *, more_only: bool = False) -> None:
+    """Send the library's logs to stderr; ``more_only`` never lowers detail."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("layerdiff: %(levelname)s: %(message)s"))
+    logger = logging.getLogger("layerdiff")
+    logger.handlers[:] = [handler]
+    if more_only and logger.level:
+        level = min(level, logger.level)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def _verbose_callback(ctx, param, value: int) -> None:
+    if value:
+        _configure_logging(value, more_only=True)
+
+
+verbose_option = click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    expose_value=False,
+    callback=_verbose_callback,
+    help="-v for INFO logs, -vv for DEBUG (also before the command).",
+)
+
+
+def _cache(cache_dir: str | None, no_cache: bool) -> LayerCache | None:
+    if no_cache:
+        return None
+    return LayerCache(cache_dir or default_cache_dir())
+
+
+def image_options(func=None, *, size_limit: bool = True):
+    """Add --image, --platform, --max-size (unless ``size_limit`` is off), -j,
+    --cache and --no-cache."""
+
+    def decorate(func):
+        func = verbose_option(func)
+        for option in reversed(_image_options):
+            if not size_limit and option is _image_options[2]:
+                continue
+            func = option(func)
+        return func
+
+    return decorate(func) if func is not None else decorate
+
 
 # Characters a hostile entry name may carry that must not reach a terminal
-# raw: C0 controls but newline and tab, DEL, C1 controls, and the lone
-# surrogates that stand for bytes that are not UTF-8 (or came from JSON).
+# or a file raw: C0 controls but newline and tab (JSON already escapes
+# those inside strings), DEL, C1 controls, and the lone surrogates that
+# stand for bytes that are not UTF-8 and cannot be encoded.
 _UNPRINTABLE = re.compile("[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f\\ud800-\\udfff]")
 
 
 def _escape(match: re.Match) -> str:
-    code = ord(match.group())
-    if 0xDC80 <= code <= 0xDCFF:  # one undecodable byte
-        return f"\\x{code - 0xDC00:02x}"
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    # A \uXXXX escape reads the same in a table and is valid inside a JSON
+    # string, where json.loads turns it back into the same name.
+    return f"\\u{ord(match.group()):04x}"
 
 
 def _check_output(output: str | None, sources) -> None:
     """Refuse, before any work, an output that would overwrite an input."""
-    if output is not None and same_file(output, list(sources)):
+    if output not in (None, "-") and same_file(output, list(sources)):
         raise OutputError(
             "the output would overwrite an input or be written inside one",
             source=output,
@@ -139,20 +203,23 @@ def _check_output(output: str | None, sources) -> None:
         )
 
 
-def _emit(text: str, output: str | None) -> None:
-    """Write a report to stdout, or atomically to the output file."""
-    text = _UNPRINTABLE.sub(_escape, text)
-    if output is None:
-        click.echo(text, nl=False)
+def _emit(text: str | bytes, output: str | None) -> None:
+    """Write a report to stdout (no ``output``, or ``-``), or atomically to it."""
+    if isinstance(text, str):
+        text = _UNPRINTABLE.sub(_escape, text)
+    if output is None or output == "-":
+        click.echo(text if isinstance(text, str) else text.decode(), nl=False)
         return
     with atomic_output(output) as handle:
-        handle.write(text.encode("utf-8"))
+        handle.write(text.encode() if isinstance(text, str) else text)
 
 
-def image_options(func):
-    for option in reversed(_image_options):
-        func = option(func)
-    return func
+_output_option = click.option(
+    "-o",
+    "--output",
+    metavar="FILE",
+    help="Write the report to FILE, not stdout ('-': stdout).",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -160,13 +227,7 @@ def image_options(func):
 @click.option("-v", "--verbose", count=True, help="-v for INFO logs, -vv for DEBUG.")
 def main(verbose: int) -> None:
     """Inspect container image layers, audit commits, guard image size."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("layerdiff: %(levelname)s: %(message)s"))
-    logger = logging.getLogger("layerdiff")
-    logger.handlers[:] = [handler]
-    logger.setLevel(level)
-    logger.propagate = False
+    _configure_logging(verbose)
 
 
 @main.command()
@@ -175,7 +236,10 @@ def main(verbose: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @_output_option
 @image_options
-def inspect(sources, layer, as_json, output, image, platform, max_size, jobs) -> None:
+def inspect(
+    sources, layer, as_json, output, image, platform, max_size, jobs, cache_dir,
+    no_cache,
+) -> None:  # fmt: skip
     """Show every layer: history step, sizes, changes and waste.
 
     IMAGE is a docker save archive, an OCI layout (directory or tar) or,
@@ -192,7 +256,11 @@ def inspect(sources, layer, as_json, output, image, platform, max_size, jobs) ->
         progress = _Progress("reading layers")
         try:
             report = inspect_image(
-                img, max_size=_parse_size(max_size), jobs=jobs, progress=progress
+                img,
+                max_size=_parse_size(max_size),
+                jobs=jobs,
+                progress=progress,
+                cache=_cache(cache_dir, no_cache),
             )
         finally:
             progress.close()
@@ -215,7 +283,10 @@ def inspect(sources, layer, as_json, output, image, platform, max_size, jobs) ->
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @_output_option
 @image_options
-def files(sources, layer, as_json, output, image, platform, max_size, jobs) -> None:
+def files(
+    sources, layer, as_json, output, image, platform, max_size, jobs, cache_dir,
+    no_cache,
+) -> None:  # fmt: skip
     """List the files of the merged view, with the layer each comes from.
 
     \b
@@ -226,11 +297,536 @@ def files(sources, layer, as_json, output, image, platform, max_size, jobs) -> N
     _check_output(output, sources)
     with _opened(sources, image, platform, _parse_size(max_size)) as img:
         index = _layer_index(img, layer)
-        view = merged_view(img, upto=index, max_size=_parse_size(max_size), jobs=jobs)
+        progress = _Progress("reading layers")
+        try:
+            view = merged_view(
+                img,
+                upto=index,
+                max_size=_parse_size(max_size),
+                jobs=jobs,
+                progress=progress,
+                cache=_cache(cache_dir, no_cache),
+            )
+        finally:
+            progress.close()
     if as_json:
         _emit(render.to_json(render.files_json(view)), output)
     else:
         _emit(render.render_files(view), output)
+
+
+# --- Audit, budgets, comparison and provenance -------------------------------
+
+
+def _one_format(**flags: bool) -> str | None:
+    chosen = [name for name, on in flags.items() if on]
+    if len(chosen) > 1:
+        raise click.UsageError(
+            "choose one output format: " + ", ".join("--" + c for c in chosen)
+        )
+    return chosen[0] if chosen else None
+
+
+def _inspected(sources, image, platform, max_size, jobs, cache=None):
+    """Open one image and return its inspect report and final merged view.
+
+    ``sources`` is one archive or layout, or several bare layer tars.
+    """
+    sources = [sources] if isinstance(sources, str) else list(sources)
+    with _opened(sources, image, platform, max_size) as img:
+        view = MergedView()
+        progress = _Progress(f"reading {', '.join(sources)}")
+        try:
+            report = inspect_image(
+                img,
+                max_size=max_size,
+                jobs=jobs,
+                progress=progress,
+                view=view,
+                cache=cache,
+            )
+        finally:
+            progress.close()
+    return report, view
+
+
+_sources_argument = click.argument(
+    "sources", nargs=-1, required=True, metavar="IMAGE [LAYER...]"
+)
+_config_option = click.option(
+    "--config",
+    "config_path",
+    metavar="FILE",
+    help="Settings file (default: .layerdiff.toml, else [tool.layerdiff] in "
+    "pyproject.toml, in the current directory).",
+)
+
+
+@main.command()
+@_sources_argument
+@click.option(
+    "--fail-on",
+    type=click.Choice(["error", "warning", "info", "none"]),
+    help="Exit 1 when a finding at or above this severity exists (default: error).",
+)
+@click.option("--large", metavar="SIZE",
+              help="Report files of at least SIZE (default 50MB).")  # fmt: skip
+@click.option("--disable", "disable", multiple=True, metavar="RULE",
+              help="Switch a rule off by id; repeatable.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.option("--sarif", is_flag=True, help="Print a SARIF 2.1.0 log.")
+@click.option("--markdown", is_flag=True, help="Print a pull-request comment.")
+@_output_option
+@_config_option
+@image_options
+def audit(
+    sources, fail_on, large, disable, as_json, sarif, markdown, output,
+    config_path, image, platform, max_size, jobs, cache_dir, no_cache,
+) -> None:  # fmt: skip
+    """Find secrets, waste, risky permissions and broken layer rules.
+
+    Secrets are found in every layer, deleted ones included: their bytes
+    stay in the image. Exit 1 when a finding at or above --fail-on exists.
+
+    \b
+    Example:
+      layerdiff audit app.tar
+      layerdiff audit app.tar --fail-on warning --sarif -o audit.sarif
+    """
+    fmt = _one_format(json=as_json, sarif=sarif, markdown=markdown)
+    _check_output(output, sources)
+    settings = load_settings(config_path)
+    fail_on = fail_on or settings.fail_on or "error"
+    threshold = _parse_size(large) if large else settings.large or DEFAULT_LARGE
+    report, view = _inspected(
+        sources,
+        image,
+        platform,
+        _parse_size(max_size),
+        jobs,
+        _cache(cache_dir, no_cache),
+    )
+    result = audit_image(
+        report, view, large=threshold, disabled=set(disable) | settings.disable
+    )
+    if fmt == "json":
+        _emit(render.to_json(render.audit_json(report, result, fail_on)), output)
+    elif fmt == "sarif":
+        _emit(render_ci.audit_sarif(report, result), output)
+    elif fmt == "markdown":
+        _emit(render_ci.audit_markdown(report, result, fail_on), output)
+    else:
+        _emit(render.render_audit(report, result, fail_on), output)
+    if result.fails(fail_on):
+        sys.exit(ExitCode.FINDINGS)
+
+
+@main.command()
+@_sources_argument
+@click.option(
+    "--max-size",
+    "budget_size",
+    metavar="SIZE",
+    help="Largest uncompressed image size, e.g. 200MB.",
+)
+@click.option(
+    "--max-layer-size",
+    metavar="SIZE",
+    help="Largest uncompressed size of any one layer.",
+)
+@click.option("--max-layers", metavar="N", help="Most layers allowed.")
+@click.option(
+    "--max-wasted",
+    metavar="SIZE",
+    help="Most bytes shipped but unused (shadowed, deleted, copied).",
+)
+@click.option(
+    "--min-efficiency",
+    metavar="RATIO",
+    help="Least share of shipped file bytes used, e.g. 95%.",
+)
+@click.option(
+    "--baseline",
+    metavar="FILE",
+    help="inspect --json (or baseline) output of an earlier build.",
+)
+@click.option(
+    "--max-growth", metavar="5%|10MB", help="Most growth allowed over the baseline."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--markdown", is_flag=True, help="Print a markdown summary.")
+@click.option("--junit", metavar="FILE", help="Also write a JUnit XML report.")
+@_output_option
+@_config_option
+@image_options(size_limit=False)
+def check(
+    sources, budget_size, max_layer_size, max_layers, max_wasted, min_efficiency,
+    baseline, max_growth, as_json, markdown, junit, output, config_path,
+    image, platform, jobs, cache_dir, no_cache,
+) -> None:  # fmt: skip
+    """Check size budgets, and growth against a baseline, for CI.
+
+    Exit 0 when every budget holds, 1 when one is exceeded, 2 on bad input.
+
+    \b
+    Example:
+      layerdiff check app.tar --max-size 200MB --max-layers 12
+      layerdiff check app.tar --baseline base.json --max-growth 5% --junit r.xml
+    """
+    fmt = _one_format(json=as_json, markdown=markdown)
+    _check_output(output, sources)
+    settings = load_settings(config_path)
+    given = budgets_from(
+        {
+            "max-size": budget_size,
+            "max-layer-size": max_layer_size,
+            "max-layers": max_layers,
+            "max-wasted": max_wasted,
+            "min-efficiency": min_efficiency,
+            "max-growth": max_growth,
+            "baseline": baseline,
+        }
+    )
+    budgets = settings.budgets.merged(given)
+    if budgets.baseline is not None and budgets.max_growth is None:
+        raise UsageError(
+            "a baseline needs a growth budget: add --max-growth (e.g. 5% or 10MB) "
+            "or max-growth in the config file"
+        )
+    if not budgets.any_set():
+        raise UsageError(
+            "no budget given: use --max-size, --max-layer-size, --max-layers, "
+            "--max-wasted, --min-efficiency, --max-growth or a config file"
+        )
+    recorded = read_baseline(budgets.baseline) if budgets.baseline else None
+    report, view = _inspected(
+        sources, image, platform, None, jobs, _cache(cache_dir, no_cache)
+    )
+    result = check_budgets(report, budgets, view=view, baseline=recorded)
+    if junit:
+        _emit(render_ci.check_junit(report, result), junit)
+    if fmt == "json":
+        _emit(render.to_json(render.check_json(report, result)), output)
+    elif fmt == "markdown":
+        _emit(render_ci.check_markdown(report, result), output)
+    else:
+        _emit(render.render_check(report, result), output)
+    if not result.passed:
+        sys.exit(ExitCode.FINDINGS)
+
+
+@main.command()
+@_sources_argument
+@click.option("-o", "--output", metavar="FILE", required=True,
+              help="Where to write the baseline JSON ('-': stdout).")  # fmt: skip
+@image_options
+def baseline(
+    sources, output, image, platform, max_size, jobs, cache_dir, no_cache
+) -> None:
+    """Record an image's sizes as a baseline for check --max-growth.
+
+    The baseline is the same JSON as inspect --json.
+
+    \b
+    Example:
+      layerdiff baseline app.tar -o layerdiff-baseline.json
+    """
+    if output != "-" and same_file(output, list(sources)):
+        raise click.UsageError("the baseline would overwrite the image it reads")
+    report, _ = _inspected(
+        sources,
+        image,
+        platform,
+        _parse_size(max_size),
+        jobs,
+        _cache(cache_dir, no_cache),
+    )
+    _emit(render.to_json(render.inspect_json(report)), output)
+
+
+@main.command()
+@click.argument("old", metavar="OLD")
+@click.argument("new", metavar="NEW")
+@click.option(
+    "--depth",
+    type=click.IntRange(0, 64),
+    default=2,
+    show_default=True,
+    help="Roll differences up to directories this deep.",
+)
+@click.option(
+    "--ignore",
+    multiple=True,
+    metavar="GLOB",
+    help="Leave out paths matching GLOB (and what is below); repeatable.",
+)
+@click.option(
+    "--ignore-noise",
+    is_flag=True,
+    help="Leave out logs, caches and other paths every build changes.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(0),
+    default=50,
+    show_default=True,
+    help="Paths to list (0: all).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@_output_option
+@_config_option
+@image_options
+def compare(
+    old, new, depth, ignore, ignore_noise, limit, as_json, output, config_path,
+    image, platform, max_size, jobs, cache_dir, no_cache,
+) -> None:  # fmt: skip
+    """Compare two images: paths added, removed and changed, and their layers.
+
+    Exit 0 when the images are identical (after --ignore), 1 when not.
+
+    \b
+    Example:
+      layerdiff compare app-1.0.tar app-1.1.tar --ignore-noise
+      layerdiff compare old.tar new.tar --depth 3 --ignore '/usr/share/doc/*'
+    """
+    settings = load_settings(config_path)
+    patterns = list(settings.ignore) + list(ignore)
+    if ignore_noise or settings.ignore_noise:
+        patterns += NOISE
+    limit_size = _parse_size(max_size)
+    old_report, old_view = _inspected(
+        old, image, platform, limit_size, jobs, _cache(cache_dir, no_cache)
+    )
+    new_report, new_view = _inspected(
+        new, image, platform, limit_size, jobs, _cache(cache_dir, no_cache)
+    )
+    result = compare_images(
+        old_report, old_view, new_report, new_view, depth=depth, ignore=patterns
+    )
+    shown = None if as_json or limit == 0 else limit
+    if as_json:
+        _emit(
+            render.to_json(
+                render.compare_json(old_report, new_report, result, limit=shown)
+            ),
+            output,
+        )
+    else:
+        _emit(
+            render.render_compare(old_report, new_report, result, limit=shown), output
+        )
+    if not result.identical:
+        sys.exit(ExitCode.FINDINGS)
+
+
+@main.command()
+@click.argument("sources", nargs=-1, required=True, metavar="IMAGE [LAYER...]")
+@click.argument("path")
+@click.option("--json", "as_json", is_flag=True, help="Print the provenance as JSON.")
+@image_options
+def why(
+    sources, path, as_json, image, platform, max_size, jobs, cache_dir, no_cache
+) -> None:
+    """Show which layers added, replaced, re-owned or deleted one path.
+
+    Works for deleted paths too: it names the layer that still holds them.
+    With bare layer tars, give them bottom first and the path last.
+
+    \b
+    Example:
+      layerdiff why app.tar /usr/lib/libssl.so.3
+      layerdiff why base.tar app.tar /etc/app.conf
+    """
+    report, view = _inspected(
+        sources,
+        image,
+        platform,
+        _parse_size(max_size),
+        jobs,
+        _cache(cache_dir, no_cache),
+    )
+    result = why_path(report, view, path)
+    if as_json:
+        click.echo(render.to_json(render.why_json(report, result)), nl=False)
+    else:
+        click.echo(render.render_why(report, result), nl=False)
+
+
+# --- Container upper dirs: changes and commit ----------------------------------
+
+_container_options = [
+    click.option("--merged", "merged", metavar="DIR",
+                 help="The container's merged root (such as /proc/PID/root) "
+                      "instead of an upper dir; compared with the base."),
+    click.option("--base", metavar="IMAGE",
+                 help="The image the container runs (any archive inspect reads)."),
+    click.option("--lower", "lowers", metavar="DIR", multiple=True,
+                 help="An overlay lower dir, top first; repeat for each."),
+    click.option("--volume", "volumes", metavar="[SRC:]PATH", multiple=True,
+                 help="A volume mounted at PATH (SRC: its host directory)."),
+    click.option("--mount", "binds", metavar="SRC:DST", multiple=True,
+                 help="A bind mount of SRC at DST."),
+    click.option("--inspect", "inspect_file", metavar="FILE",
+                 help="docker/podman inspect JSON of the container, or an OCI "
+                      "runtime config.json: upper, lower dirs and mounts."),
+    click.option("--keep-stubs", is_flag=True,
+                 help="Commit the empty files and mount-point directories that "
+                      "runtimes leave behind."),
+    click.option("--image", "image", metavar="NAME",
+                 help="Which image of a multi-image base archive."),
+    click.option("--platform", metavar="OS/ARCH[/VARIANT]",
+                 help="Which platform of a multi-platform base."),
+]  # fmt: skip
+
+
+def container_options(func):
+    for option in reversed(_container_options):
+        func = option(func)
+    return func
+
+
+def _read_container(upper, merged, base, lowers, volumes, binds, inspect_file,
+                    keep_stubs, image, platform):  # fmt: skip
+    from . import mounts
+    from .changes import read_container
+
+    table = mounts.MountTable.defaults()
+    if inspect_file:
+        table.merge(mounts.read_inspect(inspect_file))
+    for text in volumes:
+        table.add(mounts.parse_mount(text, volume=True))
+    for text in binds:
+        table.add(mounts.parse_mount(text, volume=False))
+    return read_container(
+        upper,
+        merged=merged,
+        base=base,
+        lowers=lowers,
+        table=table,
+        keep_stubs=keep_stubs,
+        image=image,
+        platform=platform,
+    )
+
+
+@main.command()
+@click.argument("upper", required=False, metavar="[UPPER]")
+@container_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.option("--fail-on-uncommitted", is_flag=True,
+              help="Exit 1 when a commit would lose anything.")  # fmt: skip
+def changes(upper, merged, base, lowers, volumes, binds, inspect_file, keep_stubs,
+            image, platform, as_json, fail_on_uncommitted) -> None:  # fmt: skip
+    """Show what a container changed and whether a commit captures it.
+
+    UPPER is an overlay upper dir or a tar of one (tar --xattrs).
+
+    \b
+    Example:
+      layerdiff changes /var/lib/docker/overlay2/ID/diff --base app.tar
+      layerdiff changes --inspect inspect.json --base app.tar --json
+    """
+    container = _read_container(upper, merged, base, lowers, volumes, binds,
+                                inspect_file, keep_stubs, image, platform)  # fmt: skip
+    try:
+        plan = container.plan
+        rows = container.all_changes()
+    finally:
+        container.close()
+    if as_json:
+        data = [row.to_json() for row in rows]
+        click.echo(render.to_json(data), nl=False)
+    else:
+        click.echo(render.render_changes(rows, plan.lower_known), nl=False)
+    # A stub left out loses nothing: it is an empty placeholder.
+    lost = [row for row in rows if not row.committed and row.reason != "stub"]
+    if fail_on_uncommitted and lost:
+        raise click.exceptions.Exit(ExitCode.FINDINGS)
+
+
+@main.command()
+@click.argument("upper", required=False, metavar="[UPPER]")
+@container_options
+@click.option(
+    "-o", "--output", required=True, metavar="OUT", help="Where to write the new image."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["docker", "oci"]),
+    help="Archive format (default: the base's).",
+)
+@click.option(
+    "--compression",
+    type=click.Choice(["gzip", "zstd", "none"]),
+    help="Layer compression (default: gzip for oci, none for docker).",
+)
+@click.option("--layer-out", metavar="FILE", help="Also write the layer blob here.")
+@click.option(
+    "--json",
+    "json_out",
+    metavar="FILE",
+    help="Write the commit's JSON to FILE ('-' for stdout).",
+)
+@click.option(
+    "-c",
+    "--change",
+    "config_changes",
+    multiple=True,
+    metavar="INSTR",
+    help="Edit the config as docker commit --change does: CMD, "
+    "ENTRYPOINT, ENV, EXPOSE, LABEL, USER, VOLUME, WORKDIR.",
+)
+@click.option("-m", "--message", help="The history step's comment.")
+@click.option("-a", "--author", help="The image author.")
+@click.option("-t", "--tag", help="The name of the new image (repo:tag).")
+@click.option("--verify", is_flag=True,
+              help="Build the layer twice and compare, then read the image "
+                   "back and check its merged view.")  # fmt: skip
+def commit(upper, merged, base, lowers, volumes, binds, inspect_file, keep_stubs,
+           image, platform, output, fmt, compression, layer_out, json_out,
+           config_changes, message, author, tag, verify) -> None:  # fmt: skip
+    """Write the base image plus one new layer made from an upper dir.
+
+    \b
+    Example:
+      layerdiff commit UPPER --base app.tar -o app-new.tar
+      layerdiff commit --inspect inspect.json --base app.tar -o new.tar \\
+          --change 'CMD ["/app/run"]' --json -
+    """
+    from .commit import commit_container
+
+    if base is None:
+        raise click.UsageError("commit needs --base IMAGE")
+    container = _read_container(upper, merged, base, lowers, volumes, binds,
+                                inspect_file, keep_stubs, image, platform)  # fmt: skip
+    try:
+        result = commit_container(
+            container,
+            output,
+            fmt=fmt,
+            compression=compression,
+            layer_out=layer_out,
+            changes=config_changes,
+            message=message,
+            author=author,
+            tag=tag,
+            verify=verify,
+        )
+    finally:
+        container.close()
+    data = render.commit_json(result)
+    if json_out == "-":
+        click.echo(render.to_json(data), nl=False)
+    else:
+        if json_out:
+            from .output import atomic_output
+
+            with atomic_output(json_out) as handle:
+                handle.write(render.to_json(data).encode())
+        click.echo(render.render_commit(result), nl=False)
+    if verify and result.problems:
+        raise click.exceptions.Exit(ExitCode.FINDINGS)
 
 
 def _terminate(signum, frame) -> None:

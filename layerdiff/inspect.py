@@ -10,10 +10,12 @@ from typing import Callable, Iterator
 
 from . import paths
 from .archive import Image, LayerRef
+from .cache import LayerCache
 from .classify import apply_layer
 from .errors import DigestMismatchError, LayerdiffError, LayerFormatError
 from .layer import read_changeset
 from .model import Changeset, Finding, ImageReport, LayerReport, Severity, Waste
+from .text import counted
 from .tree import MergedView
 
 __all__ = ["inspect_image", "read_layers", "merged_view", "declared_volumes"]
@@ -27,15 +29,30 @@ _PARALLEL_THRESHOLD = 32 << 20
 Progress = Callable[[int, int], None]
 
 
-def _read_one(ref: LayerRef, max_size: int | None) -> Changeset:
+def _read_one(
+    ref: LayerRef, max_size: int | None, cache_dir: str | None = None
+) -> tuple[Changeset, bool]:
+    """Read one layer, or take it from the cache; tell which it was."""
     assert ref.location is not None
     if ref.size is not None and ref.size != ref.location.size:
         raise DigestMismatchError(
             f"blob is {ref.location.size} bytes, the manifest says {ref.size}"
         )
     try:
+        cache = LayerCache(cache_dir) if cache_dir is not None else None
+        if cache is not None and ref.diff_id:
+            with ref.location.open() as handle:
+                cached = cache.lookup(
+                    handle,
+                    diff_id=ref.diff_id,
+                    digest=ref.digest,
+                    blob_size=ref.location.size,
+                    max_size=max_size,
+                )
+            if cached is not None:
+                return cached, True
         with ref.location.open() as handle:
-            return read_changeset(
+            changeset = read_changeset(
                 handle,
                 digest=ref.digest,
                 diff_id=ref.diff_id,
@@ -44,6 +61,9 @@ def _read_one(ref: LayerRef, max_size: int | None) -> Changeset:
             )
     except OSError as exc:
         raise LayerFormatError(f"cannot read the layer: {exc.strerror}") from exc
+    if cache is not None and ref.diff_id:
+        cache.store(changeset)
+    return changeset, False
 
 
 def read_layers(
@@ -52,14 +72,18 @@ def read_layers(
     max_size: int | None = None,
     jobs: int | None = None,
     progress: Progress | None = None,
+    cache: LayerCache | None = None,
 ) -> Iterator[tuple[LayerRef, Changeset | None]]:
     """Yield each layer with its changeset, bottom first.
 
     Layers are read in worker processes when there are several and they
     are large, so that decompression and hashing use every core; they are
     still yielded in order. A layer missing from the archive (allowed for
-    non-distributable blobs) yields None.
+    non-distributable blobs) yields None. With a ``cache``, layers whose
+    diff_id it holds are taken from it (see layerdiff.cache for what is
+    still verified); new ones are added to it.
     """
+    cache_dir = cache.directory if cache is not None else None
     refs = img.layers
     total = sum(r.location.size for r in refs if r.location is not None)
     jobs = jobs or os.cpu_count() or 1
@@ -69,19 +93,25 @@ def read_layers(
     if parallel:
         executor = ProcessPoolExecutor(max_workers=min(jobs, len(refs)))
         futures = [
-            executor.submit(_read_one, r, max_size) if r.location else None
+            executor.submit(_read_one, r, max_size, cache_dir) if r.location else None
             for r in refs
         ]
     try:
         done = 0
         for position, ref in enumerate(refs):
             try:
+                changeset = None
                 if ref.location is None:
-                    changeset = None
+                    pass
                 elif executor is not None:
-                    changeset = futures[position].result()
+                    changeset, hit = futures[position].result()
                 else:
-                    changeset = _read_one(ref, max_size)
+                    changeset, hit = _read_one(ref, max_size, cache_dir)
+                if changeset is not None and cache is not None:
+                    if hit:
+                        cache.hits += 1
+                    else:
+                        cache.misses += 1
             except LayerdiffError as exc:
                 raise exc.located(
                     # a stack of bare layers is named by the layer's own file
@@ -154,11 +184,13 @@ def inspect_image(
     progress: Progress | None = None,
     view: MergedView | None = None,
     upto: int | None = None,
+    cache: LayerCache | None = None,
 ) -> ImageReport:
     """Read, verify and classify every layer of an image.
 
     ``upto`` stops after that layer (0-based); ``view`` receives the merged
-    view, for callers that list files.
+    view, for callers that list files. ``cache`` is a LayerCache to take
+    known layers from and to add new ones to.
     """
     view = view if view is not None else MergedView()
     volume_steps = _volume_steps(img)
@@ -166,7 +198,7 @@ def inspect_image(
     refs = img.layers if upto is None else img.layers[: upto + 1]
     subset = Image(img.source, img.format, refs, img.config)
     for ref, changeset in read_layers(
-        subset, max_size=max_size, jobs=jobs, progress=progress
+        subset, max_size=max_size, jobs=jobs, progress=progress, cache=cache
     ):
         step = ref.history or {}
         report = LayerReport(
@@ -233,9 +265,9 @@ def _volume_writes(changes, volumes: list[str], layer: int) -> list[Finding]:
             found.append(
                 Finding(
                     "write-under-volume",
-                    f"{len(hits)} paths written under /{volume} after it was "
-                    "declared a VOLUME: the classic builder drops them and the "
-                    "volume hides them at run time",
+                    f"{counted(len(hits), 'path')} written under /{volume} after it "
+                    "was declared a VOLUME: the classic builder drops such writes and "
+                    "the mounted volume hides what the image holds there",
                     Severity.WARNING,
                     path=volume,
                     layer=layer,

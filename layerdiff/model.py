@@ -95,11 +95,15 @@ class Entry:
         )
 
     def to_json(self, layer: int | None = None) -> dict[str, Any]:
-        """Return the stable JSON form used by ``files --json``."""
+        """Return the stable JSON form used by ``files --json``.
+
+        ``path`` has no leading ``/`` and ``mode`` is the permission bits as
+        an integer, so that tools can compare them without parsing.
+        """
         data: dict[str, Any] = {
-            "path": "/" + self.path,
+            "path": self.path,
             "type": self.type.value,
-            "mode": f"{self.mode:04o}",
+            "mode": self.mode,
             "uid": self.uid,
             "gid": self.gid,
             "size": self.size,
@@ -168,7 +172,7 @@ class Change:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "path": "/" + self.path,
+            "path": self.path,
             "kind": self.kind.value,
             "reason": self.reason,
             "type": self.type.value if self.type else None,
@@ -203,7 +207,7 @@ class Finding:
             "rule": self.rule,
             "severity": self.severity.value,
             "message": self.message,
-            "path": None if self.path is None else "/" + self.path,
+            "path": None if self.path is None else self.path,
             "layer": None if self.layer is None else self.layer + 1,
             "size": self.size,
         }

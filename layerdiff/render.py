@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Iterable
 
 from tabulate import tabulate
 
+from .analyses.audit import AuditResult
+from .analyses.budget import BudgetResult, CheckResult
+from .analyses.compare import Comparison
+from .analyses.why import Provenance
 from .errors import short_digest
-from .model import ImageReport, LayerReport
+from .model import Finding, ImageReport, LayerReport
+from .text import counted
 from .tree import MergedView
 
 __all__ = [
@@ -21,6 +25,19 @@ __all__ = [
     "render_layer",
     "files_json",
     "render_files",
+    "audit_json",
+    "render_audit",
+    "check_json",
+    "render_check",
+    "compare_json",
+    "render_compare",
+    "why_json",
+    "render_why",
+    "budget_text",
+    "severity_counts",
+    "render_changes",
+    "commit_json",
+    "render_commit",
 ]
 
 SCHEMA_VERSION = 1
@@ -45,15 +62,85 @@ def human_size(size: int | float | None) -> str:
 def to_json(data: Any) -> str:
     """Serialise with sorted keys and two-space indents, for stable diffs.
 
-    Lone surrogates (the undecodable bytes of a non-UTF-8 name) and C1
-    controls are written as \\u escapes, so the text stays valid UTF-8 and
-    ``json.loads`` gives back the same string.
+    The text is exactly that of ``json.dumps(data, indent=2, sort_keys=True,
+    ensure_ascii=False)``, written by a loop that leans on the C string
+    encoder: the standard library falls back to its pure-Python encoder
+    whenever an indent is asked for, which costs seconds on large images.
     """
-    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    out: list[str] = []
+    try:
+        _write_json(data, "\n", out)
+    except _Unusual:
+        return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    out.append("\n")
+    return "".join(out)
 
 
-_JSON_UNSAFE = re.compile("[\\x7f-\\x9f\\ud800-\\udfff]")
+class _Unusual(Exception):
+    """A value the fast writer leaves to the json module."""
+
+
+_encode_string = json.encoder.encode_basestring
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+_FLAT_ENCODERS: dict[str, json.JSONEncoder] = {}
+
+
+def _flat_encoder(inner: str) -> json.JSONEncoder:
+    encoder = _FLAT_ENCODERS.get(inner)
+    if encoder is None:
+        encoder = _FLAT_ENCODERS[inner] = json.JSONEncoder(
+            sort_keys=True, ensure_ascii=False, separators=("," + inner, ": ")
+        )
+    return encoder
+
+
+def _write_json(value: Any, newline: str, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(_encode_string(value))
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        out.append(int.__repr__(value))
+    elif isinstance(value, float):
+        out.append(json.encoder.JSONEncoder().encode(value))
+    elif isinstance(value, dict):
+        if not value:
+            out.append("{}")
+            return
+        inner = newline + "  "
+        if all(type(item) in _SCALARS for item in value.values()):
+            # A flat object: the C encoder writes it, with the newline and
+            # indent as its item separator.
+            text = _flat_encoder(inner).encode(value)
+            out.append("{" + inner + text[1:-1] + newline + "}")
+            return
+        separator = "{" + inner
+        for key in sorted(value):
+            if not isinstance(key, str):
+                raise _Unusual
+            out.append(separator)
+            out.append(_encode_string(key))
+            out.append(": ")
+            _write_json(value[key], inner, out)
+            separator = "," + inner
+        out.append(newline + "}")
+    elif isinstance(value, (list, tuple)):
+        if not value:
+            out.append("[]")
+            return
+        inner = newline + "  "
+        separator = "[" + inner
+        for item in value:
+            out.append(separator)
+            _write_json(item, inner, out)
+            separator = "," + inner
+        out.append(newline + "]")
+    else:
+        raise _Unusual  # anything else json.dumps may know
 
 
 def _config_summary(config: dict[str, Any]) -> dict[str, Any]:
@@ -131,7 +218,7 @@ def render_inspect(report: ImageReport) -> str:
     lines.append(
         f"Size:       {human_size(report.size)} stored, "
         f"{human_size(report.uncompressed_size)} uncompressed, "
-        f"{len(report.layers)} layers"
+        f"{counted(len(report.layers), 'layer')}"
     )
     lines.append(
         f"Waste:      {human_size(waste.total)} "
@@ -183,11 +270,12 @@ def render_inspect(report: ImageReport) -> str:
 
 def render_layer(report: ImageReport, layer: LayerReport) -> str:
     """Return one layer's header and its classified changes."""
+    entries = counted(layer.entry_count, "entry", "entries")
     lines = [
         f"Layer {layer.index + 1} of {len(report.layers)}  {layer.diff_id}",
         f"  digest:   {layer.digest}  ({layer.compression}, {human_size(layer.size)})",
         f"  created:  {_step(layer.created_by, 200) or '-'}",
-        f"  files:    {human_size(layer.file_bytes)} in {layer.entry_count} entries; "
+        f"  files:    {human_size(layer.file_bytes)} in {entries}; "
         f"waste {human_size(layer.waste.total)}",
         "",
     ]
@@ -285,3 +373,444 @@ def _mode_string(kind: str, mode: int) -> str:
         else:
             bits += "x" if part & 1 else "-"
     return _TYPE_CHAR.get(kind, "?") + bits
+
+
+def _image_json(report: ImageReport) -> dict[str, Any]:
+    return {
+        "source": report.source,
+        "format": report.format,
+        "name": report.name,
+        "platform": report.platform,
+        "config_digest": report.config_digest,
+        "layers": len(report.layers),
+    }
+
+
+def _where(finding: Finding) -> str:
+    layer = f"{finding.layer + 1}" if finding.layer is not None else "-"
+    return layer
+
+
+def audit_json(
+    report: ImageReport, result: AuditResult, fail_on: str
+) -> dict[str, Any]:
+    """Return the documented JSON form of an audit."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "image": _image_json(report),
+        "findings": [f.to_json() for f in result.findings],
+        "counts": result.counts(),
+        "disabled": sorted(result.disabled),
+        "large": result.large,
+        "fail_on": fail_on,
+        "failed": result.fails(fail_on),
+    }
+
+
+def render_audit(report: ImageReport, result: AuditResult, fail_on: str) -> str:
+    """Return the audit as a table, most severe findings first."""
+    counts = result.counts()
+    lines = [
+        f"Image:    {report.name or '(untagged)'}  [{report.format}]  "
+        f"{counted(len(report.layers), 'layer')}",
+        f"Findings: {severity_counts(counts)}",
+    ]
+    if result.findings:
+        rows = [
+            [
+                f.severity.value,
+                f.rule,
+                _where(f),
+                "/" + f.path if f.path is not None else "",
+                human_size(f.size) if f.size else "",
+                f.message,
+            ]
+            for f in result.findings
+        ]
+        lines.append("")
+        lines.append(
+            tabulate(
+                rows,
+                headers=["severity", "rule", "layer", "path", "size", "reason"],
+                disable_numparse=True,
+            )
+        )
+    verdict = "FAIL" if result.fails(fail_on) else "PASS"
+    lines.append("")
+    lines.append(f"{verdict} (--fail-on {fail_on})")
+    return "\n".join(lines) + "\n"
+
+
+def severity_counts(counts: dict[str, int]) -> str:
+    """Return ``0 errors, 1 warning, 3 info``."""
+    return (
+        f"{counted(counts['error'], 'error')}, "
+        f"{counted(counts['warning'], 'warning')}, {counts['info']} info"
+    )
+
+
+def budget_text(result: BudgetResult, value: float) -> str:
+    """Return a budget value in its unit: 1.2 MB, 12, 95.0%."""
+    if result.unit == "bytes":
+        return human_size(value)
+    if result.unit == "ratio":
+        return f"{value * 100:.1f}%"
+    return str(int(value))
+
+
+def _budget_label(result: BudgetResult) -> str:
+    if result.layer is not None:
+        return f"{result.budget} (layer {result.layer + 1})"
+    return result.budget
+
+
+def check_json(report: ImageReport, result: CheckResult) -> dict[str, Any]:
+    """Return the documented JSON form of a budget check."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "image": _image_json(report),
+        "passed": result.passed,
+        "budgets": [r.to_json() for r in result.results],
+        "growth": result.growth.to_json() if result.growth is not None else None,
+    }
+
+
+def render_check(report: ImageReport, result: CheckResult) -> str:
+    """Return each budget, the actual value and pass or fail."""
+    lines = [
+        f"Image: {report.name or '(untagged)'}  [{report.format}]  "
+        f"{human_size(report.uncompressed_size)} uncompressed, "
+        f"{counted(len(report.layers), 'layer')}",
+        "",
+    ]
+    rows = [
+        [
+            _budget_label(r),
+            budget_text(r, r.limit),
+            budget_text(r, r.actual),
+            "pass" if r.passed else "FAIL",
+        ]
+        for r in result.results
+    ]
+    lines.append(
+        tabulate(
+            rows, headers=["budget", "limit", "actual", "result"], disable_numparse=True
+        )  # fmt: skip
+        if rows
+        else "(no budgets set: give --max-size and friends, or a config file)"
+    )
+    growth = result.growth
+    if growth is not None and not all(
+        r.passed for r in result.results if r.budget == "max-growth"
+    ):
+        grew = human_size(growth.size - growth.baseline_size)
+        lines += ["", f"Grew {grew} since the baseline "
+                      f"({human_size(growth.baseline_size)}):"]  # fmt: skip
+        if growth.layers:
+            lines.append("")
+            lines.append(
+                tabulate(
+                    [
+                        [
+                            item["layer"] or "-",
+                            item["baseline_layer"] or "-",
+                            item["match"],
+                            human_size(item["growth"]),
+                            _step(item["created_by"]),
+                        ]
+                        for item in growth.layers
+                    ],
+                    headers=["layer", "was", "match", "growth", "created by"],
+                    disable_numparse=True,
+                )
+            )
+        if growth.paths:
+            lines.append("")
+            lines.append(
+                tabulate(
+                    [
+                        [human_size(p["growth"]), p["layer"], "/" + p["path"]]
+                        for p in growth.paths
+                    ],
+                    headers=["growth", "layer", "path"],
+                    disable_numparse=True,
+                )
+            )
+    lines.append("")
+    lines.append("PASS" if result.passed else "FAIL")
+    return "\n".join(lines) + "\n"
+
+
+def compare_json(
+    old: ImageReport, new: ImageReport, result: Comparison, *, limit: int | None
+) -> dict[str, Any]:
+    """Return the documented JSON form of a comparison."""
+    shown = result.paths if limit is None else result.paths[:limit]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "old": _image_json(old) | {"uncompressed_size": old.uncompressed_size},
+        "new": _image_json(new) | {"uncompressed_size": new.uncompressed_size},
+        "identical": result.identical,
+        "counts": result.counts(),
+        "delta": result.delta,
+        "ignored": result.ignored,
+        "config": result.config,
+        "rollup": [r.to_json() for r in result.rollup[:limit]],
+        "paths": [p.to_json() for p in shown],
+        "paths_truncated": len(result.paths) - len(shown),
+        "layers": [m.to_json() for m in result.layers],
+    }
+
+
+def _signed(size: int) -> str:
+    return ("+" if size > 0 else "") + human_size(size)
+
+
+def _setting_text(value: Any) -> str:
+    if value is None:
+        return "(unset)"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _config_change(key: str, values: dict[str, Any]) -> list[str]:
+    """Return one line per added, removed or changed item of a setting.
+
+    Lists of ``NAME=value`` (env) and mappings (labels) are compared by
+    name; lists of names (volumes, ports) by member; the rest whole.
+    """
+    old, new = values["old"], values["new"]
+    if key in ("env", "labels"):
+        if key == "env":
+            before = dict(str(v).partition("=")[::2] for v in old or [])
+            after = dict(str(v).partition("=")[::2] for v in new or [])
+        else:
+            before = {str(k): str(v) for k, v in (old or {}).items()}
+            after = {str(k): str(v) for k, v in (new or {}).items()}
+        lines = []
+        for name in sorted(set(before) | set(after)):
+            if name not in before:
+                lines.append(f"+ {name}={after[name]}")
+            elif name not in after:
+                lines.append(f"- {name}={before[name]}")
+            elif before[name] != after[name]:
+                lines.append(f"{name}={before[name]} -> {name}={after[name]}")
+        return lines
+    if key in ("volumes", "exposed_ports"):
+        before, after = set(old or []), set(new or [])
+        return [f"+ {item}" for item in sorted(after - before)] + [
+            f"- {item}" for item in sorted(before - after)
+        ]
+    return [f"{_setting_text(old)} -> {_setting_text(new)}"]
+
+
+def render_compare(
+    old: ImageReport, new: ImageReport, result: Comparison, *, limit: int | None
+) -> str:
+    """Return the comparison: directories, paths and layers, by size impact."""
+    counts = result.counts()
+    lines = [
+        f"Old: {old.name or old.source}  {human_size(old.uncompressed_size)}, "
+        f"{counted(len(old.layers), 'layer')}",
+        f"New: {new.name or new.source}  {human_size(new.uncompressed_size)}, "
+        f"{counted(len(new.layers), 'layer')}",
+        f"Paths: {counts['added']} added, {counts['removed']} removed, "
+        f"{counts['changed']} changed; {_signed(result.delta)} in files"
+        + (f"; {result.ignored} ignored" if result.ignored else ""),
+    ]
+    if result.config:
+        lines += ["", "Config:"]
+        for key, values in sorted(result.config.items()):
+            lines += [f"  {key}: {text}" for text in _config_change(key, values)]
+    if result.rollup:
+        lines.append("")
+        lines.append(
+            tabulate(
+                [
+                    [_signed(r.delta), r.added, r.removed, r.changed, "/" + r.path]
+                    for r in result.rollup[:limit]
+                ],
+                headers=["delta", "added", "removed", "changed", "directory"],
+                disable_numparse=True,
+            )  # fmt: skip
+        )
+    shown = result.paths if limit is None else result.paths[:limit]
+    if shown:
+        lines.append("")
+        rows = [
+            [
+                _signed(p.delta),
+                p.status + (f" ({p.reason})" if p.reason else ""),
+                p.type.value,
+                "/" + p.path,
+            ]
+            for p in shown
+        ]
+        lines.append(
+            tabulate(
+                rows, headers=["delta", "status", "type", "path"], disable_numparse=True
+            )  # fmt: skip
+        )
+        if len(shown) < len(result.paths):
+            lines.append(f"... {len(result.paths) - len(shown)} more (--limit 0: all)")
+    lines.append("")
+    lines.append(
+        tabulate(
+            [
+                [
+                    m.old + 1 if m.old is not None else "-",
+                    m.new + 1 if m.new is not None else "-",
+                    m.match
+                    + (f" {m.similarity * 100:.0f}%" if m.match == "similar" else ""),
+                    _signed(m.new_size - m.old_size),
+                    _step(m.created_by),
+                ]
+                for m in result.layers
+            ],
+            headers=["old", "new", "match", "delta", "created by"],
+            disable_numparse=True,
+        )
+    )
+    lines.append("")
+    lines.append("identical" if result.identical else "different")
+    return "\n".join(lines) + "\n"
+
+
+def why_json(report: ImageReport, result: Provenance) -> dict[str, Any]:
+    """Return the documented JSON form of a path's provenance."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "image": _image_json(report),
+        "path": result.path,
+        "present": result.present,
+        "final": result.final,
+        "cost": result.cost,
+        "wasted": result.wasted,
+        "events": [e.to_json() for e in result.events],
+    }
+
+
+def render_why(report: ImageReport, result: Provenance) -> str:
+    """Return the layers that touched a path, bottom first."""
+    state = "present in the final image" if result.present else "not in the final image"
+    lines = [f"/{result.path}: {state}"]
+    if result.final is not None:
+        final = result.final
+        lines.append(
+            f"  final: {final['type']} {final['mode']:04o} "
+            f"{final['uid']}:{final['gid']} {human_size(final['size'])} "
+            f"from layer {final.get('layer', '-')}"
+        )
+    lines.append(
+        f"  costs {human_size(result.cost)} across layers, "
+        f"{human_size(result.wasted)} of it wasted"
+    )
+    lines.append("")
+    rows = [
+        [
+            e.layer + 1,
+            e.action + (f" ({e.reason})" if e.reason else ""),
+            "/" + e.via if e.via else "",
+            human_size(e.cost) if e.cost else "",
+            "wasted" if e.wasted else "",
+            _step(e.created_by),
+        ]
+        for e in result.events
+    ]
+    lines.append(
+        tabulate(
+            rows,
+            headers=["layer", "action", "via", "bytes", "", "created by"],
+            disable_numparse=True,
+        )  # fmt: skip
+        if rows
+        else "(no layer names it; created implicitly as a parent directory)"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def render_changes(rows, lower_known: bool) -> str:
+    """Return the docker-diff-like table of a container's changes."""
+    table = [
+        [
+            row.kind,
+            "/" + row.path,
+            human_size(row.size) if row.size else "",
+            "yes" if row.committed else "no",
+            row.reason,
+        ]
+        for row in rows
+    ]
+    lines = [
+        tabulate(
+            table,
+            headers=["kind", "path", "size", "committed", "reason"],
+            disable_numparse=True,
+        )
+    ]
+    lost = [row for row in rows if not row.committed]
+    if lost:
+        size = sum(row.size for row in lost)
+        lines.append(
+            f"\n{len(lost)} changes a commit would not capture ({human_size(size)})"
+        )
+    if not lower_known:
+        lines.append(
+            "\nno base given (--base or --lower): additions and modifications "
+            "cannot be told apart; C marks copied-up paths only"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def commit_json(result) -> dict[str, Any]:
+    """Return the documented JSON form of a commit."""
+    layer = result.layer
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "output": result.output,
+        "format": result.image.format,
+        "manifest_digest": result.image.manifest_digest,
+        "config_digest": result.image.config_digest,
+        "layer": {
+            "diff_id": layer.diff_id,
+            "digest": layer.digest,
+            "size": layer.size,
+            "uncompressed_size": layer.uncompressed_size,
+            "compression": layer.compression,
+            "entries": layer.entries,
+        },
+        "layer_out": result.layer_out,
+        "config": result.image.config,
+        "history": result.history,
+        "left_out": [row.to_json() for row in result.left_out],
+        "volume_writes": [row.to_json() for row in result.volume_writes],
+        "verified": result.verified,
+        "problems": result.problems,
+    }
+
+
+def render_commit(result) -> str:
+    """Return the short human summary of a commit."""
+    layer = result.layer
+    lines = [
+        f"wrote {result.output} ({result.image.format})",
+        f"  new layer {short_digest(layer.diff_id)}: {layer.entries} entries, "
+        f"{human_size(layer.size)} {layer.compression} "
+        f"({human_size(layer.uncompressed_size)} uncompressed)",
+    ]
+    if result.left_out:
+        lines.append(f"  left out {len(result.left_out)} paths:")
+        for row in result.left_out:
+            lines.append(f"    {row.kind} /{row.path} ({row.reason})")
+    if result.volume_writes:
+        size = sum(row.size for row in result.volume_writes)
+        lines.append(
+            f"  {len(result.volume_writes)} files written into volumes and bind "
+            f"mounts are not in the image ({human_size(size)})"
+        )
+    if result.verified:
+        lines.append("  verified: the layer is reproducible and the image reads back")
+    for problem in result.problems:
+        lines.append(f"  verification failed: {problem}")
+    return "\n".join(lines) + "\n"

@@ -45,6 +45,23 @@ class Node:
     def size(self) -> int:
         return self.inode.size if self.inode is not None else 0
 
+    def same_content(self, other: Node) -> bool:
+        """Tell whether two nodes of one type hold the same data."""
+        kind = other.data_type
+        if kind is EntryType.FILE:
+            if self.inode is None or other.inode is None:
+                return False
+            return (self.inode.size, self.inode.sha256) == (
+                other.inode.size,
+                other.inode.sha256,
+            )
+        if kind is EntryType.SYMLINK:
+            return self.entry.linkname == other.entry.linkname
+        if kind in (EntryType.CHAR, EntryType.BLOCK):
+            mine = (self.entry.devmajor, self.entry.devminor)
+            return mine == (other.entry.devmajor, other.entry.devminor)
+        return True
+
     @property
     def sha256(self) -> str | None:
         return self.inode.sha256 if self.inode is not None else None

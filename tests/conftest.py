@@ -52,3 +52,11 @@ def samples_real() -> Path:
     if not SAMPLES_REAL.is_dir():
         pytest.skip(f"real sample archives not found at {SAMPLES_REAL}")
     return SAMPLES_REAL
+
+
+@pytest.fixture(autouse=True)
+def _private_cache_home(tmp_path_factory, monkeypatch):
+    # The CLI caches layer indexes in the user's cache directory by default;
+    # tests must neither read nor fill the real one.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache-home")))
+    monkeypatch.delenv("LAYERDIFF_CACHE", raising=False)

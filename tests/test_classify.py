@@ -146,3 +146,24 @@ def test_docker_save_and_oci_layout_give_the_same_report(tmp_path):
         layer.changes for layer in b.layers
     ]
     assert a.waste == b.waste
+
+
+def test_hardlink_takes_mode_and_owner_of_its_target_not_its_header(tmp_path):
+    base = layer().file("bin/tool", b"12345", mode=0o4755, uid=1000, gid=50)
+    base.hardlink("bin/alias", "bin/tool")  # its header says 0644, 0:0
+
+    view = merged_view(stack(tmp_path, base))
+
+    alias = view.get("bin/alias").entry
+    assert (alias.mode, alias.uid, alias.gid) == (0o4755, 1000, 50)
+
+
+def test_directory_replaced_by_a_file_then_recreated_is_empty(tmp_path):
+    base = layer().dir("d").file("d/old", b"old").dir("d/sub").file("d/sub/x", b"x")
+    to_file = layer().file("d", b"now a file")
+    again = layer().dir("d")
+
+    view = merged_view(stack(tmp_path, base, to_file, again))
+
+    assert view.get("d").entry.type.value == "dir"
+    assert view.child_paths("d") == []

@@ -600,7 +600,7 @@ def test_non_utf8_name_survives_json_as_an_escape(tmp_path):
     outcome = invoke(["files", *args[1:]])
 
     paths = [item["path"] for item in json.loads(outcome.stdout)]
-    assert "/etc/caf\udce9" in paths
+    assert "etc/caf\udce9" in paths
 
 
 def test_hardlink_chain_shares_one_inode(tmp_path):
@@ -610,7 +610,7 @@ def test_hardlink_chain_shares_one_inode(tmp_path):
     outcome = invoke(["files", *args[1:]])
 
     items = {i["path"]: i for i in json.loads(outcome.stdout)}
-    assert {items[p]["sha256"] for p in ("/a", "/b", "/c")} == {sha(b"data")[7:]}
+    assert {items[p]["sha256"] for p in ("a", "b", "c")} == {sha(b"data")[7:]}
 
 
 def test_gzip_bomb_passes_when_max_size_is_raised(tmp_path):

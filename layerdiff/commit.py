@@ -1,0 +1,686 @@
+"""Committing a container: its new layer, its config and the new image.
+
+``write_layer`` turns the committed part of a plan (see changes.py) into a
+deterministic OCI layer: sorted entries, PAX headers, no owner names, a
+gzip header without name or time, mtimes clamped to SOURCE_DATE_EPOCH when
+it is set. ``write_image`` puts the base image and
+the new layer into a docker save archive or an OCI layout tar.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import hashlib
+import io
+import json
+import logging
+import os
+import shlex
+import tarfile
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, BinaryIO
+
+from . import whiteout
+from .archive import Image
+from .changes import CommitPlan, Container, ContainerChange
+from .errors import LayerdiffError, UsageError
+from .model import Changeset, Entry, EntryType
+from .output import atomic_output
+from .tree import MergedView, Node
+
+__all__ = [
+    "LayerResult",
+    "ImageResult",
+    "CommitResult",
+    "write_layer",
+    "apply_changes",
+    "new_config",
+    "write_image",
+    "expected_view",
+    "view_differences",
+    "commit_container",
+    "source_date_epoch",
+]
+
+log = logging.getLogger(__name__)
+
+_WHITEOUT_MODE = 0o000
+_DIR_MEDIA = {
+    "none": "application/vnd.oci.image.layer.v1.tar",
+    "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+    "zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
+}
+_CHUNK = 1 << 20
+
+
+@dataclass(slots=True)
+class LayerResult:
+    """What ``write_layer`` wrote."""
+
+    diff_id: str
+    digest: str
+    size: int
+    uncompressed_size: int
+    compression: str
+    entries: int
+
+
+def source_date_epoch() -> int | None:
+    """Return SOURCE_DATE_EPOCH from the environment, if it is set."""
+    text = os.environ.get("SOURCE_DATE_EPOCH")
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"SOURCE_DATE_EPOCH is not a number: {text!r}") from None
+    if value < 0:
+        raise UsageError(f"SOURCE_DATE_EPOCH is negative: {text!r}")
+    return value
+
+
+class _Hashing:
+    """A write-only file that hashes and counts what passes to ``out``."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.sha = hashlib.sha256()
+        self.count = 0
+
+    def write(self, data) -> int:
+        self.sha.update(data)
+        self.count += len(data)
+        self.out.write(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.count
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def digest(self) -> str:
+        return "sha256:" + self.sha.hexdigest()
+
+
+def _compressor(compression: str, out: BinaryIO):
+    if compression == "gzip":
+        # No file name and a zero time in the header: same input, same bytes.
+        return gzip.GzipFile(
+            filename="", mode="wb", fileobj=out, mtime=0, compresslevel=6
+        )
+    if compression == "zstd":
+        try:
+            from compression import zstd  # type: ignore[import-not-found]
+        except ImportError:
+            from backports import zstd
+        return zstd.ZstdFile(out, mode="w")
+    if compression == "none":
+        return None
+    raise UsageError(f"unknown compression {compression!r}: gzip, zstd or none")
+
+
+def _tarinfo(name: str, entry: Entry | None, mtime: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mtime = mtime
+    info.uname = info.gname = ""
+    if entry is None:  # a whiteout, or the entry making a directory opaque
+        info.type = tarfile.REGTYPE
+        info.mode = _WHITEOUT_MODE
+        return info
+    info.mode = entry.mode
+    info.uid, info.gid = entry.uid, entry.gid
+    kind = entry.type
+    if kind is EntryType.FILE:
+        info.type = tarfile.REGTYPE
+        info.size = entry.size
+    elif kind is EntryType.DIR:
+        info.type = tarfile.DIRTYPE
+    elif kind is EntryType.SYMLINK:
+        info.type = tarfile.SYMTYPE
+        info.linkname = entry.linkname
+    elif kind is EntryType.HARDLINK:
+        info.type = tarfile.LNKTYPE
+        info.linkname = entry.linkname
+    elif kind in (EntryType.CHAR, EntryType.BLOCK):
+        info.type = tarfile.CHRTYPE if kind is EntryType.CHAR else tarfile.BLKTYPE
+        info.devmajor, info.devminor = entry.devmajor, entry.devminor
+    else:
+        info.type = tarfile.FIFOTYPE
+    for key, value in sorted((entry.xattrs or {}).items()):
+        info.pax_headers["SCHILY.xattr." + key] = value.decode(
+            "utf-8", "surrogateescape"
+        )
+    return info
+
+
+def _layer_members(
+    plan: CommitPlan, epoch: int | None
+) -> list[tuple[str, Entry | None, int]]:
+    cs = plan.changeset
+    stamp = plan.upper.mtime if epoch is None else min(plan.upper.mtime, epoch)
+    members: list[tuple[str, Entry | None, int]] = []
+    for entry in cs.entries:
+        mtime = entry.mtime if epoch is None else min(entry.mtime, epoch)
+        members.append((entry.path, entry, mtime))
+    for path in cs.whiteouts:
+        members.append((whiteout.whiteout_name(path), None, stamp))
+    for directory in cs.opaque_dirs:
+        members.append((whiteout.opaque_name(directory), None, stamp))
+    # Path order keeps parents before children and hard link targets (the
+    # first name of each inode) before their links.
+    members.sort(key=lambda m: m[0].split("/"))
+    return members
+
+
+def write_layer(
+    plan: CommitPlan,
+    out: BinaryIO,
+    *,
+    compression: str = "gzip",
+    epoch: int | None = None,
+) -> LayerResult:
+    """Write the committed changeset of a plan as a layer blob to ``out``."""
+    blob = _Hashing(out)
+    compressor = _compressor(compression, blob)
+    tar_out = _Hashing(compressor if compressor is not None else blob)
+    members = _layer_members(plan, epoch)
+    upper = plan.upper
+    with tarfile.open(
+        fileobj=tar_out, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8"
+    ) as tar:
+        for name, entry, mtime in members:
+            info = _tarinfo(name, entry, mtime)
+            if entry is not None and entry.type is EntryType.FILE:
+                try:
+                    with upper.open(entry.path) as data:
+                        tar.addfile(info, data)
+                except OSError as exc:
+                    raise LayerdiffError(
+                        f"cannot read: {exc}", source=upper.source, entry=entry.path
+                    ) from exc
+            else:
+                tar.addfile(info)
+    if compressor is not None:
+        compressor.close()
+    log.info(
+        "wrote layer %s: %d entries, %d bytes uncompressed",
+        tar_out.digest()[:19],
+        len(members),
+        tar_out.count,
+    )
+    return LayerResult(
+        diff_id=tar_out.digest(),
+        digest=blob.digest(),
+        size=blob.count,
+        uncompressed_size=tar_out.count,
+        compression=compression,
+        entries=len(members),
+    )
+
+
+_CHANGE_KEYS = {
+    "CMD": "Cmd",
+    "ENTRYPOINT": "Entrypoint",
+    "ENV": "Env",
+    "EXPOSE": "ExposedPorts",
+    "LABEL": "Labels",
+    "USER": "User",
+    "VOLUME": "Volumes",
+    "WORKDIR": "WorkingDir",
+}
+
+
+def _words(value: str) -> list[str]:
+    value = value.strip()
+    if value.startswith("["):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, list) and all(isinstance(i, str) for i in parsed):
+            return parsed
+    return value.split()
+
+
+def apply_changes(runtime: dict[str, Any], changes: Iterable[str]) -> dict[str, Any]:
+    """Apply ``docker commit --change`` instructions to a runtime config."""
+    runtime = copy.deepcopy(runtime)
+    for text in changes:
+        instruction, _, value = text.strip().partition(" ")
+        instruction = instruction.upper()
+        value = value.strip()
+        if instruction not in _CHANGE_KEYS or not value:
+            known = ", ".join(_CHANGE_KEYS)
+            raise UsageError(f"--change {text!r}: expected one of {known} and a value")
+        key = _CHANGE_KEYS[instruction]
+        if instruction in ("CMD", "ENTRYPOINT"):
+            words = _words(value)
+            if not value.startswith("["):
+                words = ["/bin/sh", "-c", value]
+            runtime[key] = words
+        elif instruction == "ENV":
+            pairs = _pairs(value)
+            env = [e for e in runtime.get("Env") or []]
+            for name, setting in pairs:
+                env = [e for e in env if e.partition("=")[0] != name]
+                env.append(f"{name}={setting}")
+            runtime["Env"] = env
+        elif instruction == "LABEL":
+            labels = dict(runtime.get("Labels") or {})
+            labels.update(_pairs(value))
+            runtime["Labels"] = labels
+        elif instruction == "EXPOSE":
+            ports = dict(runtime.get("ExposedPorts") or {})
+            for port in value.split():
+                ports[port if "/" in port else port + "/tcp"] = {}
+            runtime["ExposedPorts"] = ports
+        elif instruction == "VOLUME":
+            volumes = dict(runtime.get("Volumes") or {})
+            for volume in _words(value):
+                volumes[volume] = {}
+            runtime["Volumes"] = volumes
+        else:
+            runtime[key] = value
+    return runtime
+
+
+def _pairs(value: str) -> list[tuple[str, str]]:
+    words = shlex.split(value)
+    if len(words) >= 2 and "=" not in words[0]:
+        return [(words[0], " ".join(words[1:]))]  # the old "ENV NAME value" form
+    pairs = []
+    for word in words:
+        name, sep, setting = word.partition("=")
+        if not sep or not name:
+            raise UsageError(f"expected NAME=VALUE, got {word!r}")
+        pairs.append((name, setting))
+    return pairs
+
+
+def _timestamp(seconds: int) -> str:
+    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_config(
+    base_config: dict[str, Any],
+    layer: LayerResult,
+    *,
+    created: int,
+    changes: Iterable[str] = (),
+    message: str | None = None,
+    author: str | None = None,
+    created_by: str = "layerdiff commit",
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return the new config and its new history step."""
+    config = copy.deepcopy(base_config)
+    config.pop("container", None)
+    config.pop("container_config", None)
+    runtime = apply_changes(config.get("config") or {}, changes)
+    config["config"] = runtime
+    rootfs = config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
+    rootfs["type"] = "layers"
+    rootfs["diff_ids"] = list(rootfs.get("diff_ids") or []) + [layer.diff_id]
+    step: dict[str, Any] = {"created": _timestamp(created), "created_by": created_by}
+    if message:
+        step["comment"] = message
+    if author:
+        step["author"] = author
+        config["author"] = author
+    config["history"] = list(config.get("history") or []) + [step]
+    config["created"] = _timestamp(created)
+    return config, step
+
+
+def _json_bytes(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class BaseLayer:
+    """A layer of the base image to copy: where its blob is and its digests."""
+
+    location: Any
+    digest: str
+    diff_id: str
+    size: int
+    compression: str
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mtime: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = mtime
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _add_file(tar: tarfile.TarFile, name: str, opener, size: int, mtime: int):
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = mtime
+    info.mode = 0o644
+    with opener() as handle:
+        tar.addfile(info, handle)
+
+
+def _add_dir(tar: tarfile.TarFile, name: str, mtime: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    info.mode = 0o755
+    info.mtime = mtime
+    tar.addfile(info)
+
+
+@dataclass
+class ImageResult:
+    """What ``write_image`` wrote."""
+
+    format: str
+    manifest_digest: str
+    config_digest: str
+    config: dict[str, Any]
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def base_layers(img: Image, view_layers) -> list[BaseLayer]:
+    """Pair the base image's layer refs with the digests read from them."""
+    result = []
+    for ref, report in zip(img.layers, view_layers):
+        if ref.location is None:
+            raise UsageError(
+                f"base layer {ref.index + 1} is not in the archive; "
+                "cannot write a new image without it",
+                source=img.source,
+            )
+        result.append(
+            BaseLayer(
+                ref.location,
+                report.digest,
+                report.diff_id,
+                report.size,
+                report.compression,
+            )
+        )
+    return result
+
+
+def write_image(
+    output: str,
+    *,
+    fmt: str,
+    base: list[BaseLayer],
+    layer_blob: str,
+    layer: LayerResult,
+    config: dict[str, Any],
+    tag: str | None,
+    created: int,
+) -> ImageResult:
+    """Write the base layers, the new layer and the config as one archive."""
+    config_bytes = _json_bytes(config)
+    config_digest = _sha(config_bytes)
+    layers = [(b.location.open, b.digest, b.size, b.compression) for b in base]
+    layers.append(
+        (lambda: open(layer_blob, "rb"), layer.digest, layer.size, layer.compression)
+    )
+    blobs: dict[str, tuple[Any, int]] = {}
+    for opener, digest, size, _ in layers:
+        blobs.setdefault(digest, (opener, size))
+
+    with (
+        atomic_output(output) as handle,
+        tarfile.open(
+            fileobj=handle, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8"
+        ) as tar,
+    ):
+        if fmt == "oci":
+            media = _DIR_MEDIA
+            manifest = {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": config_digest,
+                    "size": len(config_bytes),
+                },
+                "layers": [
+                    {"mediaType": media[c], "digest": d, "size": s}
+                    for _, d, s, c in layers
+                ],
+            }
+            manifest_bytes = _json_bytes(manifest)
+            descriptor: dict[str, Any] = {
+                "mediaType": manifest["mediaType"],
+                "digest": _sha(manifest_bytes),
+                "size": len(manifest_bytes),
+            }
+            if tag:
+                descriptor["annotations"] = {"org.opencontainers.image.ref.name": tag}
+            index = {"schemaVersion": 2, "manifests": [descriptor]}
+            _add_dir(tar, "blobs", created)
+            _add_dir(tar, "blobs/sha256", created)
+            names = sorted(
+                [(d, o, s) for d, (o, s) in blobs.items()]
+                + [(config_digest, None, 0), (_sha(manifest_bytes), None, 0)]
+            )
+            for digest, opener, size in names:
+                name = "blobs/sha256/" + digest[7:]
+                if digest == config_digest:
+                    _add_bytes(tar, name, config_bytes, created)
+                elif opener is None:
+                    _add_bytes(tar, name, manifest_bytes, created)
+                else:
+                    _add_file(tar, name, opener, size, created)
+            _add_bytes(tar, "index.json", _json_bytes(index), created)
+            _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}', created)
+            manifest_digest = _sha(manifest_bytes)
+        else:
+            names = []
+            _add_dir(tar, "blobs", created)
+            _add_dir(tar, "blobs/sha256", created)
+            for digest, (opener, size) in sorted(blobs.items()):
+                _add_file(tar, "blobs/sha256/" + digest[7:], opener, size, created)
+            config_name = "blobs/sha256/" + config_digest[7:]
+            _add_bytes(tar, config_name, config_bytes, created)
+            names = ["blobs/sha256/" + d[7:] for _, d, _, _ in layers]
+            manifest = {
+                "Config": config_name,
+                "RepoTags": [tag] if tag else None,
+                "Layers": names,
+            }
+            manifest_bytes = _json_bytes([manifest])
+            _add_bytes(tar, "manifest.json", manifest_bytes, created)
+            manifest_digest = _sha(manifest_bytes)
+    return ImageResult(fmt, manifest_digest, config_digest, config, manifest)
+
+
+def layer_to_temp(
+    plan: CommitPlan, directory: str, *, compression: str, epoch: int | None
+) -> tuple[str, LayerResult]:
+    """Write the layer blob to a temporary file in ``directory``."""
+    fd, name = tempfile.mkstemp(prefix=".layerdiff-layer.", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            result = write_layer(plan, handle, compression=compression, epoch=epoch)
+    except BaseException:
+        os.unlink(name)
+        raise
+    return name, result
+
+
+def expected_view(base: MergedView | None, changeset: Changeset) -> MergedView:
+    """Return the merged view the committed image must have."""
+    from .classify import apply_layer
+
+    view = copy.deepcopy(base) if base is not None else MergedView()
+    layer = max((n.layer for n in view.nodes.values()), default=-1) + 1
+    apply_layer(view, changeset, layer)
+    return view
+
+
+def _signature(node: Node) -> tuple:
+    entry = node.entry
+    kind = node.data_type
+    return (
+        kind.value,
+        entry.mode,
+        entry.uid,
+        entry.gid,
+        node.size,
+        node.sha256,
+        entry.linkname if kind is EntryType.SYMLINK else "",
+        (entry.devmajor, entry.devminor),
+        tuple(sorted((entry.xattrs or {}).items())),
+    )
+
+
+def view_differences(expected: MergedView, actual: MergedView) -> list[str]:
+    """Return the paths whose type, content or metadata differ, sorted."""
+    paths_ = set(expected.nodes) | set(actual.nodes)
+    paths_.discard("")
+    found = []
+    for path in sorted(paths_):
+        one, two = expected.get(path), actual.get(path)
+        if one is None or two is None or _signature(one) != _signature(two):
+            found.append(path)
+    return found
+
+
+@dataclass
+class CommitResult:
+    """Everything a commit wrote, and what it left out."""
+
+    output: str
+    image: ImageResult
+    layer: LayerResult
+    history: dict[str, Any]
+    left_out: list[ContainerChange]
+    volume_writes: list[ContainerChange]
+    layer_out: str | None = None
+    verified: bool = False
+    problems: list[str] = field(default_factory=list)
+
+
+def _base_format(img: Image) -> str:
+    return "oci" if img.format == "oci-layout" else "docker"
+
+
+def commit_container(
+    container: Container,
+    output: str,
+    *,
+    fmt: str | None = None,
+    compression: str | None = None,
+    layer_out: str | None = None,
+    changes: Iterable[str] = (),
+    message: str | None = None,
+    author: str | None = None,
+    tag: str | None = None,
+    verify: bool = False,
+) -> CommitResult:
+    """Write the base image plus the container's committed layer.
+
+    With ``verify``, the layer is built twice and must be byte-identical,
+    and the written image is read back: its merged view must equal the base
+    with the committed changeset applied. A failed verification leaves no
+    output and lists the problems in the result.
+    """
+    from .archive import open_image
+    from .inspect import merged_view
+    from .output import same_file
+
+    img = container.base_image
+    if img is None or container.base_report is None:
+        raise UsageError("commit needs --base IMAGE")
+    plan = container.plan
+    inputs = [plan.upper.source, img.source]
+    for target in (output, layer_out):
+        if target and same_file(target, inputs):
+            raise UsageError("the output would overwrite an input", source=target)
+    fmt = fmt or _base_format(img)
+    compression = compression or ("gzip" if fmt == "oci" else "none")
+    epoch = source_date_epoch()
+    created = epoch if epoch is not None else plan.upper.mtime
+    base = base_layers(img, container.base_report.layers)
+    directory = os.path.dirname(os.path.abspath(output))
+    problems: list[str] = []
+
+    blob, layer = layer_to_temp(plan, directory, compression=compression, epoch=epoch)
+    try:
+        if verify:
+            again, second = layer_to_temp(
+                plan, directory, compression=compression, epoch=epoch
+            )
+            os.unlink(again)
+            if (second.diff_id, second.digest) != (layer.diff_id, layer.digest):
+                problems.append(
+                    f"the layer is not reproducible: {layer.digest} then "
+                    f"{second.digest}"
+                )
+        config, step = new_config(
+            img.config,
+            layer,
+            created=created,
+            changes=changes,
+            message=message,
+            author=author,
+        )
+        staging = os.path.join(directory, f".{os.path.basename(output)}.verify")
+        written = write_image(
+            staging if verify else output,
+            fmt=fmt,
+            base=base,
+            layer_blob=blob,
+            layer=layer,
+            config=config,
+            tag=tag,
+            created=created,
+        )
+        if verify:
+            try:
+                readback = open_image(staging)
+                try:
+                    actual = merged_view(readback)
+                finally:
+                    readback.close()
+                expected = expected_view(container.base_view, plan.changeset)
+                differing = view_differences(expected, actual)
+                if differing:
+                    shown = ", ".join("/" + p for p in differing[:5])
+                    problems.append(
+                        f"{len(differing)} paths differ after reading back: {shown}"
+                    )
+                if problems:
+                    os.unlink(staging)
+                else:
+                    os.replace(staging, output)
+            except BaseException:
+                if os.path.exists(staging):
+                    os.unlink(staging)
+                raise
+        if layer_out and not problems:
+            with atomic_output(layer_out) as handle, open(blob, "rb") as data:
+                while chunk := data.read(_CHUNK):
+                    handle.write(chunk)
+    finally:
+        os.unlink(blob)
+    return CommitResult(
+        output=output,
+        image=written,
+        layer=layer,
+        history=step,
+        left_out=plan.left_out,
+        volume_writes=container.volume_writes,
+        layer_out=layer_out,
+        verified=verify and not problems,
+        problems=problems,
+    )

@@ -1,0 +1,506 @@
+"""Reading an overlay upper dir, or a tar of one, as the changeset of a layer.
+
+The kernel writes a whiteout as a character device 0/0 (all whiteouts of
+one upper dir share a single inode, so they look like hard links of each
+other; they are not). Newer kernels may instead write a zero-size regular
+file carrying the ``overlay.whiteout`` xattr. An opaque directory carries
+``trusted.overlay.opaque`` (``user.overlay.opaque`` with userxattr) set to
+``y``. fuse-overlayfs and AUFS-style stores write ``.wh.NAME`` files, and
+fuse-overlayfs marks every directory it creates as opaque, in up to three
+ways at once: the xattr, a ``.wh..wh..opq`` file and a ``.wh..opq`` device.
+A directory that is new is not a replaced one, so an opaque mark only
+counts where the lower side has a directory at that path.
+
+Overlay redirects (a renamed directory whose content stays in the lower
+dir) and metacopy files (metadata only; the data is in a lower dir) cannot
+be read from the upper dir alone: they are refused with a hint to read the
+merged root instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import stat
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from . import paths, whiteout
+from .errors import LayerdiffError, UnsupportedOverlayError
+from .model import Changeset, Entry, EntryType, Finding, Severity
+from .tree import Inode, MergedView, Node
+
+__all__ = [
+    "UpperDir",
+    "read_upperdir",
+    "read_merged_root",
+    "is_bookkeeping_xattr",
+]
+
+log = logging.getLogger(__name__)
+
+Opener = Callable[[], BinaryIO]
+
+# Bookkeeping of overlayfs and fuse-overlayfs: never reported, never copied.
+_BOOKKEEPING_PREFIXES = whiteout.OVERLAY_XATTR_PREFIXES + ("user.fuseoverlayfs.",)
+_WHITEOUT_XATTRS = ("trusted.overlay.whiteout", "user.overlay.whiteout")
+_REDIRECT_XATTRS = ("trusted.overlay.redirect", "user.overlay.redirect")
+_METACOPY_XATTRS = ("trusted.overlay.metacopy", "user.overlay.metacopy")
+_ORIGIN_XATTRS = (
+    "trusted.overlay.origin",
+    "user.overlay.origin",
+    "user.fuseoverlayfs.origin",
+)
+_FUSE_OPAQUE_DEVICE = ".wh..opq"
+_CHUNK = 1 << 20
+
+
+def is_bookkeeping_xattr(name: str) -> bool:
+    """Tell whether an xattr is the overlay's own and must not be copied."""
+    return name.startswith(_BOOKKEEPING_PREFIXES)
+
+
+@dataclass
+class UpperDir:
+    """An upper dir read as a changeset, with a way to open each file's data.
+
+    ``copied_up`` holds paths that carry an overlay origin xattr: they were
+    copied up from a lower dir, so they are modifications even when the
+    lower side is unknown. ``lower_known`` tells whether opaque marks were
+    checked against the lower side.
+    """
+
+    source: str
+    changeset: Changeset
+    content: dict[str, Opener] = field(default_factory=dict)
+    copied_up: set[str] = field(default_factory=set)
+    lower_known: bool = False
+    mtime: int = 0
+
+    def open(self, path: str) -> BinaryIO:
+        """Open the data of the regular file at ``path``."""
+        return self.content[path]()
+
+
+@dataclass(slots=True)
+class _Raw:
+    """One item of an upper dir before whiteouts are interpreted."""
+
+    path: str
+    kind: EntryType
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime: int
+    linkname: str = ""
+    devmajor: int = 0
+    devminor: int = 0
+    xattrs: dict[str, bytes] = field(default_factory=dict)
+    inode: tuple[int, int] | None = None
+    opener: Opener | None = None
+
+
+def _hash(opener: Opener) -> str:
+    digest = hashlib.sha256()
+    with opener() as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _file_opener(path: str) -> Opener:
+    return lambda: open(path, "rb")
+
+
+def _read_xattrs(path: str) -> dict[str, bytes]:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return {}
+    found = {}
+    for name in names:
+        try:
+            found[name] = os.getxattr(path, name, follow_symlinks=False)
+        except OSError:
+            continue  # vanished, or a namespace we may not read
+    return found
+
+
+def _kind_of(mode: int) -> EntryType | None:
+    if stat.S_ISREG(mode):
+        return EntryType.FILE
+    if stat.S_ISDIR(mode):
+        return EntryType.DIR
+    if stat.S_ISLNK(mode):
+        return EntryType.SYMLINK
+    if stat.S_ISCHR(mode):
+        return EntryType.CHAR
+    if stat.S_ISBLK(mode):
+        return EntryType.BLOCK
+    if stat.S_ISFIFO(mode):
+        return EntryType.FIFO
+    return None  # sockets cannot be stored in a layer
+
+
+def _raw_from_stat(full: str, path: str, st: os.stat_result) -> _Raw | None:
+    kind = _kind_of(st.st_mode)
+    if kind is None:
+        return None
+    raw = _Raw(
+        path=path,
+        kind=kind,
+        mode=stat.S_IMODE(st.st_mode),
+        uid=st.st_uid,
+        gid=st.st_gid,
+        size=st.st_size if kind is EntryType.FILE else 0,
+        mtime=int(st.st_mtime),
+        xattrs=_read_xattrs(full),
+    )
+    if kind is EntryType.SYMLINK:
+        raw.linkname = os.readlink(full)
+    elif kind in (EntryType.CHAR, EntryType.BLOCK):
+        raw.devmajor, raw.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    elif kind is EntryType.FILE:
+        raw.opener = _file_opener(full)
+        if st.st_nlink > 1:
+            raw.inode = (st.st_dev, st.st_ino)
+    return raw
+
+
+def _walk_directory(
+    root: str, skip: Callable[[str], bool] | None = None
+) -> Iterator[_Raw]:
+    """Yield every item under ``root`` (not the root itself), parents first."""
+    stack = [""]
+    while stack:
+        directory = stack.pop()
+        full_dir = os.path.join(root, directory) if directory else root
+        try:
+            with os.scandir(full_dir) as listing:
+                names = sorted(item.name for item in listing)
+        except OSError as exc:
+            raise LayerdiffError(
+                f"cannot list directory: {exc.strerror}", source=root, entry=directory
+            ) from exc
+        subdirs = []
+        for name in names:
+            path = paths.join(directory, name)
+            if skip is not None and skip(path):
+                continue
+            full = os.path.join(root, path)
+            st = os.lstat(full)
+            raw = _raw_from_stat(full, path, st)
+            if raw is None:
+                log.warning("%s: /%s is a socket; a layer cannot hold it", root, path)
+                continue
+            yield raw
+            if raw.kind is EntryType.DIR:
+                subdirs.append(path)
+        stack.extend(reversed(subdirs))
+
+
+def _walk_tar(source: str) -> Iterator[_Raw]:
+    """Yield every member of a tar of an upper dir (made with --xattrs)."""
+    try:
+        tar = tarfile.open(source, "r:*")
+    except (OSError, tarfile.TarError) as exc:
+        raise LayerdiffError(
+            f"not a directory or a readable tar of an upper dir: {exc}", source=source
+        ) from exc
+    kinds = {
+        tarfile.REGTYPE: EntryType.FILE,
+        tarfile.AREGTYPE: EntryType.FILE,
+        tarfile.CONTTYPE: EntryType.FILE,
+        tarfile.DIRTYPE: EntryType.DIR,
+        tarfile.SYMTYPE: EntryType.SYMLINK,
+        tarfile.LNKTYPE: EntryType.HARDLINK,
+        tarfile.CHRTYPE: EntryType.CHAR,
+        tarfile.BLKTYPE: EntryType.BLOCK,
+        tarfile.FIFOTYPE: EntryType.FIFO,
+    }
+    for info in tar:
+        try:
+            path = paths.normalize(info.name)
+        except LayerdiffError as exc:
+            raise exc.located(source=source)
+        kind = kinds.get(info.type)
+        if not path or kind is None:
+            continue
+        xattrs = {
+            key[len("SCHILY.xattr.") :]: value.encode("utf-8", "surrogateescape")
+            for key, value in info.pax_headers.items()
+            if key.startswith("SCHILY.xattr.")
+        }
+        raw = _Raw(
+            path=path,
+            kind=kind,
+            mode=info.mode & 0o7777,
+            uid=info.uid,
+            gid=info.gid,
+            size=info.size if kind is EntryType.FILE else 0,
+            mtime=int(info.mtime),
+            devmajor=info.devmajor,
+            devminor=info.devminor,
+            xattrs=xattrs,
+        )
+        if kind is EntryType.HARDLINK:
+            raw.linkname = paths.normalize(info.linkname)
+        elif kind is EntryType.SYMLINK:
+            raw.linkname = info.linkname
+        elif kind is EntryType.FILE:
+            raw.opener = _tar_opener(tar, info)
+        yield raw
+
+
+def _tar_opener(tar: tarfile.TarFile, info: tarfile.TarInfo) -> Opener:
+    def opener() -> BinaryIO:
+        handle = tar.extractfile(info)
+        assert handle is not None
+        return handle
+
+    return opener
+
+
+def _is_whiteout(raw: _Raw) -> bool:
+    if raw.kind is EntryType.CHAR and raw.devmajor == 0 and raw.devminor == 0:
+        return True
+    return (
+        raw.kind is EntryType.FILE
+        and raw.size == 0
+        and any(name in raw.xattrs for name in _WHITEOUT_XATTRS)
+    )
+
+
+def _refuse(raw: _Raw, source: str, what: str) -> UnsupportedOverlayError:
+    return UnsupportedOverlayError(
+        f"upper dir uses overlay {what}; its content is in a lower dir",
+        source=source,
+        entry="/" + raw.path,
+        hint="read the container's merged root instead: --merged DIR "
+        "(for example /proc/PID/root, or the MergedDir of inspect)",
+    )
+
+
+def read_upperdir(source: str, *, lower: MergedView | None = None) -> UpperDir:
+    """Read an upper dir (a directory, or a tar of one) as a changeset.
+
+    ``lower`` is the merged view below the upper dir; with it, an opaque
+    mark on a directory that is new is dropped, so the changeset says what
+    the upper dir really did.
+    """
+    if os.path.isdir(source):
+        items = _walk_directory(source)
+    elif os.path.exists(source):
+        items = _walk_tar(source)
+    else:
+        raise LayerdiffError("no such upper dir or tar", source=source)
+
+    upper = UpperDir(source, Changeset(), lower_known=lower is not None)
+    changeset = upper.changeset
+    opaque: set[str] = set()
+    by_inode: dict[tuple[int, int], str] = {}
+    for raw in items:
+        upper.mtime = max(upper.mtime, raw.mtime)
+        for name in _REDIRECT_XATTRS:
+            if name in raw.xattrs:
+                raise _refuse(raw, source, "redirect (a renamed directory)")
+        for name in _METACOPY_XATTRS:
+            if name in raw.xattrs:
+                raise _refuse(raw, source, "metacopy (a metadata-only copy-up)")
+        base = paths.basename(raw.path)
+        directory = paths.parent(raw.path)
+        if _is_whiteout(raw):
+            if base == _FUSE_OPAQUE_DEVICE:
+                opaque.add(directory)
+            else:
+                changeset.whiteouts.append(raw.path)
+            continue
+        if base.startswith(whiteout.WH_PREFIX):
+            meaning = whiteout.parse_name(raw.path)
+            assert meaning is not None
+            kind, target = meaning
+            if kind == "opaque":
+                opaque.add(target)
+            elif kind == "whiteout":
+                changeset.whiteouts.append(target)
+            else:
+                changeset.findings.append(
+                    Finding(
+                        "reserved-whiteout-name",
+                        "name uses the reserved .wh. prefix but is not a "
+                        "whiteout; it is left out",
+                        Severity.WARNING,
+                        path=raw.path,
+                    )
+                )
+            continue
+        if raw.kind is EntryType.DIR and any(
+            raw.xattrs.get(name) == b"y" for name in whiteout.OPAQUE_XATTRS
+        ):
+            opaque.add(raw.path)
+        if any(name in raw.xattrs for name in _ORIGIN_XATTRS):
+            upper.copied_up.add(raw.path)
+        entry = _entry_of(raw)
+        if raw.inode is not None:
+            # Names sharing an inode: the first in path order carries the
+            # data, the others become hard links to it.
+            first = by_inode.setdefault(raw.inode, raw.path)
+            if first != raw.path:
+                entry = _hardlink(entry, first)
+        if entry.type is EntryType.FILE and raw.opener is not None:
+            upper.content[raw.path] = raw.opener
+            entry.sha256 = _hash(raw.opener)
+        changeset.entries.append(entry)
+
+    _resolve_tar_hardlinks(upper)
+    present = {e.path: e for e in changeset.entries}
+    for directory in sorted(opaque):
+        entry = present.get(directory)
+        if directory and (entry is None or entry.type is not EntryType.DIR):
+            continue  # an opaque mark without its directory means nothing
+        if lower is not None:
+            below = lower.get(directory)
+            if below is None or below.data_type is not EntryType.DIR:
+                continue  # a new directory has nothing below it to hide
+        changeset.opaque_dirs.append(directory)
+    changeset.entries.sort(key=lambda e: (e.type is EntryType.HARDLINK, e.path))
+    changeset.whiteouts.sort()
+    log.info(
+        "read upper dir %s: %d entries, %d whiteouts, %d opaque directories",
+        source,
+        len(changeset.entries),
+        len(changeset.whiteouts),
+        len(changeset.opaque_dirs),
+    )
+    return upper
+
+
+def _entry_of(raw: _Raw) -> Entry:
+    xattrs = {
+        key: value
+        for key, value in sorted(raw.xattrs.items())
+        if not is_bookkeeping_xattr(key)
+    }
+    return Entry(
+        path=raw.path,
+        type=raw.kind,
+        mode=raw.mode,
+        uid=raw.uid,
+        gid=raw.gid,
+        size=raw.size,
+        mtime=raw.mtime,
+        linkname=raw.linkname,
+        xattrs=xattrs or None,
+        devmajor=raw.devmajor,
+        devminor=raw.devminor,
+    )
+
+
+def _hardlink(entry: Entry, target: str) -> Entry:
+    entry.type = EntryType.HARDLINK
+    entry.linkname = target
+    entry.size = 0
+    return entry
+
+
+def _resolve_tar_hardlinks(upper: UpperDir) -> None:
+    """Make the first name of each inode carry the data, as for a directory.
+
+    A tar names the first name it met as the file and the others as links
+    to it; re-pointing them makes a tar of an upper dir read exactly like
+    the upper dir itself.
+    """
+    entries = {e.path: e for e in upper.changeset.entries}
+    groups: dict[str, list[Entry]] = {}
+    for entry in upper.changeset.entries:
+        if entry.type is EntryType.HARDLINK and entry.linkname in entries:
+            groups.setdefault(entry.linkname, []).append(entry)
+    for target, links in groups.items():
+        data = entries[target]
+        if data.type is not EntryType.FILE:
+            continue
+        first = min([data] + links, key=lambda e: e.path)
+        if first is not data:
+            first.type, data.type = EntryType.FILE, EntryType.HARDLINK
+            first.size, data.size = data.size, 0
+            first.sha256 = data.sha256
+            first.linkname = ""
+            upper.content[first.path] = upper.content.pop(data.path)
+        for entry in [data] + links:
+            if entry is not first:
+                entry.linkname = first.path
+                entry.sha256 = first.sha256
+
+
+def read_merged_root(
+    source: str,
+    base: MergedView,
+    *,
+    skip: Callable[[str], bool] | None = None,
+) -> UpperDir:
+    """Compare a container's merged root with the base and return the changes.
+
+    Paths for which ``skip`` is true are not walked (virtual filesystems).
+    A path of the base that is gone becomes a whiteout (only the topmost
+    one of a deleted subtree); a path whose type, content or metadata
+    differs becomes an entry. Directory mtimes are not compared: they move
+    whenever a child changes.
+    """
+    if not os.path.isdir(source):
+        raise LayerdiffError("the merged root is not a directory", source=source)
+
+    upper = UpperDir(source, Changeset(), lower_known=True)
+    changeset = upper.changeset
+    seen: set[str] = set()
+    by_inode: dict[tuple[int, int], str] = {}
+    base_links: dict[str, str] = {}
+    walked_dirs = {""}
+    for raw in _walk_directory(source, skip):
+        seen.add(raw.path)
+        if raw.kind is EntryType.DIR:
+            walked_dirs.add(raw.path)
+        upper.mtime = max(upper.mtime, raw.mtime)
+        entry = _entry_of(raw)
+        if raw.inode is not None:
+            first = by_inode.setdefault(raw.inode, raw.path)
+            if first != raw.path:
+                base_links[raw.path] = first
+        if entry.type is EntryType.FILE:
+            entry.sha256 = _hash(raw.opener)
+            upper.content[raw.path] = raw.opener
+        below = base.get(raw.path)
+        if below is not None and _unchanged(below.entry, below, entry):
+            continue
+        changeset.entries.append(entry)
+
+    # A file newly linked to another name keeps the link, as overlay would.
+    changed = {e.path for e in changeset.entries}
+    for entry in changeset.entries:
+        first = base_links.get(entry.path)
+        if first is not None and first in changed:
+            _hardlink(entry, first)
+
+    for node in base.iter_nodes():
+        path = node.entry.path
+        if path in seen or (skip is not None and skip(path)):
+            continue
+        if paths.parent(path) in walked_dirs:
+            changeset.whiteouts.append(path)
+    changeset.entries.sort(key=lambda e: (e.type is EntryType.HARDLINK, e.path))
+    return upper
+
+
+def _unchanged(lower: Entry, node: Node, entry: Entry) -> bool:
+    if node.data_type is not entry.type:
+        return False
+    inode = (
+        Inode(entry.size, -1, entry.sha256) if entry.type is EntryType.FILE else None
+    )
+    if not node.same_content(Node(entry, -1, inode)):
+        return False
+    # A directory's mtime moves whenever a child changes: not a change.
+    return entry.same_metadata(lower, with_mtime=entry.type is not EntryType.DIR)
