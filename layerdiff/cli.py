@@ -647,9 +647,9 @@ def why(
     )
     result = why_path(report, view, path)
     if as_json:
-        click.echo(render.to_json(render.why_json(report, result)), nl=False)
+        _emit(render.to_json(render.why_json(report, result)), None)
     else:
-        click.echo(render.render_why(report, result), nl=False)
+        _emit(render.render_why(report, result), None)
 
 
 # --- Container upper dirs: changes and commit ----------------------------------
@@ -735,9 +735,9 @@ def changes(upper, merged, base, lowers, volumes, binds, inspect_file, keep_stub
         container.close()
     if as_json:
         data = [row.to_json() for row in rows]
-        click.echo(render.to_json(data), nl=False)
+        _emit(render.to_json(data), None)
     else:
-        click.echo(render.render_changes(rows, plan.lower_known), nl=False)
+        _emit(render.render_changes(rows, plan.lower_known), None)
     # A stub left out loses nothing: it is an empty placeholder.
     lost = [row for row in rows if not row.committed and row.reason != "stub"]
     if fail_on_uncommitted and lost:
@@ -817,14 +817,11 @@ def commit(upper, merged, base, lowers, volumes, binds, inspect_file, keep_stubs
         container.close()
     data = render.commit_json(result)
     if json_out == "-":
-        click.echo(render.to_json(data), nl=False)
+        _emit(render.to_json(data), None)
     else:
         if json_out:
-            from .output import atomic_output
-
-            with atomic_output(json_out) as handle:
-                handle.write(render.to_json(data).encode())
-        click.echo(render.render_commit(result), nl=False)
+            _emit(render.to_json(data), json_out)
+        _emit(render.render_commit(result), None)
     if verify and result.problems:
         raise click.exceptions.Exit(ExitCode.FINDINGS)
 

@@ -104,11 +104,16 @@ class _Raw:
     opener: Opener | None = None
 
 
-def _hash(opener: Opener) -> str:
+def _hash(opener: Opener, source: str | None = None) -> str:
     digest = hashlib.sha256()
-    with opener() as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
+    try:
+        with opener() as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+    except OSError as exc:
+        raise LayerdiffError(
+            f"cannot read: {exc.strerror}", source=source, entry=exc.filename
+        ) from exc
     return digest.hexdigest()
 
 
@@ -192,7 +197,10 @@ def _walk_directory(
             if skip is not None and skip(path):
                 continue
             full = os.path.join(root, path)
-            st = os.lstat(full)
+            try:
+                st = os.lstat(full)
+            except FileNotFoundError:
+                continue  # removed since the directory was listed: not there
             raw = _raw_from_stat(full, path, st)
             if raw is None:
                 log.warning("%s: /%s is a socket; a layer cannot hold it", root, path)
@@ -320,7 +328,10 @@ def read_upperdir(source: str, *, lower: MergedView | None = None) -> UpperDir:
                 changeset.whiteouts.append(raw.path)
             continue
         if base.startswith(whiteout.WH_PREFIX):
-            meaning = whiteout.parse_name(raw.path)
+            try:
+                meaning = whiteout.parse_name(raw.path)
+            except LayerdiffError as exc:
+                raise exc.located(source=source)
             assert meaning is not None
             kind, target = meaning
             if kind == "opaque":
@@ -353,7 +364,7 @@ def read_upperdir(source: str, *, lower: MergedView | None = None) -> UpperDir:
                 entry = _hardlink(entry, first)
         if entry.type is EntryType.FILE and raw.opener is not None:
             upper.content[raw.path] = raw.opener
-            entry.sha256 = _hash(raw.opener)
+            entry.sha256 = _hash(raw.opener, source)
         changeset.entries.append(entry)
 
     _resolve_tar_hardlinks(upper)
@@ -470,7 +481,7 @@ def read_merged_root(
             if first != raw.path:
                 base_links[raw.path] = first
         if entry.type is EntryType.FILE:
-            entry.sha256 = _hash(raw.opener)
+            entry.sha256 = _hash(raw.opener, source)
             upper.content[raw.path] = raw.opener
         below = base.get(raw.path)
         if below is not None and _unchanged(below.entry, below, entry):
