@@ -741,7 +741,7 @@ def changes(upper, merged, base, lowers, volumes, binds, inspect_file, keep_stub
     # A stub left out loses nothing: it is an empty placeholder.
     lost = [row for row in rows if not row.committed and row.reason != "stub"]
     if fail_on_uncommitted and lost:
-        raise click.exceptions.Exit(ExitCode.FINDINGS)
+        sys.exit(ExitCode.FINDINGS)
 
 
 @main.command()
@@ -823,7 +823,7 @@ def commit(upper, merged, base, lowers, volumes, binds, inspect_file, keep_stubs
             _emit(render.to_json(data), json_out)
         _emit(render.render_commit(result), None)
     if verify and result.problems:
-        raise click.exceptions.Exit(ExitCode.FINDINGS)
+        sys.exit(ExitCode.FINDINGS)
 
 
 def _terminate(signum, frame) -> None:
@@ -835,7 +835,11 @@ def run() -> None:
     """Entry point: run the CLI and turn library errors into exit codes."""
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        main.main(standalone_mode=False)
+        # Outside standalone mode click returns, rather than raises, the
+        # code of a click Exit; it is the process's exit status all the same.
+        code = main.main(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except LayerdiffError as exc:
         click.echo(f"layerdiff: {exc}", err=True)
         if exc.hint:
