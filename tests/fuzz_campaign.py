@@ -12,6 +12,7 @@ temporary file left over) is a fault, saved with its traceback under
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import sys
@@ -48,6 +49,9 @@ def main() -> int:
     scratch = work / "tmp"
     scratch.mkdir()
     tempfile.tempdir = str(scratch)
+    # The layer cache goes with the rest, never into the user's home.
+    os.environ["XDG_CACHE_HOME"] = str(work / "cache")
+    os.environ.pop("LAYERDIFF_CACHE", None)
     counts: Counter[str] = Counter()
     faults: dict[str, int] = {}
     deadline = time.monotonic() + args.minutes * 60
