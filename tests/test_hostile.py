@@ -28,7 +28,6 @@ from hostile import (
     header,
     invoke,
     member,
-    pad,
     pax,
     sha,
     tar_of,
@@ -142,7 +141,6 @@ def _index_cycle(files: dict[str, bytes]) -> None:
     # would have to contain itself), so two indexes point at each other;
     # one of them is stored under a digest it does not hash to, which is
     # what a cycle always needs.
-    manifest = _json_blob(files, "manifest")
     a = {"schemaVersion": 2, "manifests": [], "mediaType": ""}
     b_digest = "sha256:" + "b" * 64
     a["mediaType"] = "application/vnd.oci.image.index.v1+json"
@@ -164,7 +162,6 @@ def _index_cycle(files: dict[str, bytes]) -> None:
         {"mediaType": a["mediaType"], "digest": sha(a_data), "size": 1}
     ]
     files["index.json"] = json.dumps(index).encode()
-    del manifest
 
 
 def _index_chain(files: dict[str, bytes]) -> None:
@@ -273,7 +270,7 @@ CASES = [
     Case("component-over-255-bytes",
          on_top(built(layer().file(HUGE_COMPONENT, b"x"))), 0),
     Case("prefix-field-name",
-         on_top(raw_layer(header(b"file", prefix=b"p" * 150) )), 0),
+         on_top(raw_layer(header(b"file", prefix=b"p" * 150))), 0),
     Case("name-longer-than-path-max",
          on_top(raw_layer(pax({b"path": b"a/" * 3000}), member(b"x", b"1"))), 2,
          ("bad.tar", "layer 2", "a/a/a/")),
@@ -373,7 +370,7 @@ CASES = [
          ("bad.tar", "layer 2", "huge", "--max-size")),
     Case("unknown-entry-type", on_top(raw_layer(member(b"weird", typeflag=b"Z"))), 2,
          ("bad.tar", "layer 2", "'weird'")),
-    Case("garbage-layer", on_top(os.urandom(0) + b"\x42" * 3000), 2,
+    Case("garbage-layer", on_top(b"\x42" * 3000), 2,
          ("bad.tar", "layer 2")),
     Case("layer-is-a-directory",
          lambda root: (root / "dir").mkdir() or ["inspect", root / "dir"], 2,
@@ -779,6 +776,3 @@ def test_the_installed_command_prints_no_traceback(tmp_path):
     assert len(done.stderr.splitlines()) == 1
     assert "bad.tar" in done.stderr and "'../x'" in done.stderr
 
-
-def test_pad_helper_keeps_blocks_whole():
-    assert len(pad(b"x")) == 512
