@@ -20,7 +20,7 @@ from .analyses.why import why_path
 from .archive import Image, open_image
 from .cache import LayerCache, default_cache_dir
 from .config import budgets_from, load_settings
-from .errors import LayerdiffError
+from .errors import LayerdiffError, UsageError
 from .inspect import inspect_image, merged_view
 from .output import atomic_output, same_file
 from .tree import MergedView
@@ -267,8 +267,8 @@ def files(
 
 
 def _emit(text: str | bytes, output: str | None) -> None:
-    """Write a report to stdout, or atomically to ``output``."""
-    if output is None:
+    """Write a report to stdout (no ``output``, or ``-``), or atomically to it."""
+    if output is None or output == "-":
         click.echo(text if isinstance(text, str) else text.decode(), nl=False)
         return
     with atomic_output(output) as handle:
@@ -284,11 +284,15 @@ def _one_format(**flags: bool) -> str | None:
     return chosen[0] if chosen else None
 
 
-def _inspected(source, image, platform, max_size, jobs, cache=None):
-    """Open one image and return its inspect report and final merged view."""
-    with _opened([source], image, platform, max_size) as img:
+def _inspected(sources, image, platform, max_size, jobs, cache=None):
+    """Open one image and return its inspect report and final merged view.
+
+    ``sources`` is one archive or layout, or several bare layer tars.
+    """
+    sources = [sources] if isinstance(sources, str) else list(sources)
+    with _opened(sources, image, platform, max_size) as img:
         view = MergedView()
-        progress = _Progress(f"reading {source}")
+        progress = _Progress(f"reading {', '.join(sources)}")
         try:
             report = inspect_image(
                 img,
@@ -304,7 +308,13 @@ def _inspected(source, image, platform, max_size, jobs, cache=None):
 
 
 _output_option = click.option(
-    "-o", "--output", metavar="FILE", help="Write the report to FILE, not stdout."
+    "-o",
+    "--output",
+    metavar="FILE",
+    help="Write the report to FILE, not stdout ('-': stdout).",
+)
+_sources_argument = click.argument(
+    "sources", nargs=-1, required=True, metavar="IMAGE [LAYER...]"
 )
 _config_option = click.option(
     "--config",
@@ -316,7 +326,7 @@ _config_option = click.option(
 
 
 @main.command()
-@click.argument("target", metavar="IMAGE")
+@_sources_argument
 @click.option(
     "--fail-on",
     type=click.Choice(["error", "warning", "info", "none"]),
@@ -333,7 +343,7 @@ _config_option = click.option(
 @_config_option
 @image_options
 def audit(
-    target, fail_on, large, disable, as_json, sarif, markdown, output,
+    sources, fail_on, large, disable, as_json, sarif, markdown, output,
     config_path, image, platform, max_size, jobs, cache_dir, no_cache,
 ) -> None:  # fmt: skip
     """Find secrets, waste, risky permissions and broken layer rules.
@@ -351,7 +361,7 @@ def audit(
     fail_on = fail_on or settings.fail_on or "error"
     threshold = _parse_size(large) if large else settings.large or DEFAULT_LARGE
     report, view = _inspected(
-        target,
+        sources,
         image,
         platform,
         _parse_size(max_size),
@@ -374,7 +384,7 @@ def audit(
 
 
 @main.command()
-@click.argument("target", metavar="IMAGE")
+@_sources_argument
 @click.option(
     "--max-size",
     "budget_size",
@@ -412,7 +422,7 @@ def audit(
 @_config_option
 @image_options(size_limit=False)
 def check(
-    target, budget_size, max_layer_size, max_layers, max_wasted, min_efficiency,
+    sources, budget_size, max_layer_size, max_layers, max_wasted, min_efficiency,
     baseline, max_growth, as_json, markdown, junit, output, config_path,
     image, platform, jobs, cache_dir, no_cache,
 ) -> None:  # fmt: skip
@@ -439,19 +449,23 @@ def check(
         }
     )
     budgets = settings.budgets.merged(given)
+    if budgets.baseline is not None and budgets.max_growth is None:
+        raise UsageError(
+            "a baseline needs a growth budget: add --max-growth (e.g. 5% or 10MB) "
+            "or max-growth in the config file"
+        )
     if not budgets.any_set():
-        raise click.UsageError(
+        raise UsageError(
             "no budget given: use --max-size, --max-layer-size, --max-layers, "
             "--max-wasted, --min-efficiency, --max-growth or a config file"
         )
     recorded = read_baseline(budgets.baseline) if budgets.baseline else None
     report, view = _inspected(
-        target, image, platform, None, jobs, _cache(cache_dir, no_cache)
+        sources, image, platform, None, jobs, _cache(cache_dir, no_cache)
     )
     result = check_budgets(report, budgets, view=view, baseline=recorded)
     if junit:
-        with atomic_output(junit) as handle:
-            handle.write(render_ci.check_junit(report, result))
+        _emit(render_ci.check_junit(report, result), junit)
     if fmt == "json":
         _emit(render.to_json(render.check_json(report, result)), output)
     elif fmt == "markdown":
@@ -463,12 +477,12 @@ def check(
 
 
 @main.command()
-@click.argument("target", metavar="IMAGE")
+@_sources_argument
 @click.option("-o", "--output", metavar="FILE", required=True,
-              help="Where to write the baseline JSON.")  # fmt: skip
+              help="Where to write the baseline JSON ('-': stdout).")  # fmt: skip
 @image_options
 def baseline(
-    target, output, image, platform, max_size, jobs, cache_dir, no_cache
+    sources, output, image, platform, max_size, jobs, cache_dir, no_cache
 ) -> None:
     """Record an image's sizes as a baseline for check --max-growth.
 
@@ -478,10 +492,10 @@ def baseline(
     Example:
       layerdiff baseline app.tar -o layerdiff-baseline.json
     """
-    if same_file(output, [target]):
+    if output != "-" and same_file(output, list(sources)):
         raise click.UsageError("the baseline would overwrite the image it reads")
     report, _ = _inspected(
-        target,
+        sources,
         image,
         platform,
         _parse_size(max_size),
@@ -567,23 +581,25 @@ def compare(
 
 
 @main.command()
-@click.argument("target", metavar="IMAGE")
+@click.argument("sources", nargs=-1, required=True, metavar="IMAGE [LAYER...]")
 @click.argument("path")
 @click.option("--json", "as_json", is_flag=True, help="Print the provenance as JSON.")
 @image_options
 def why(
-    target, path, as_json, image, platform, max_size, jobs, cache_dir, no_cache
+    sources, path, as_json, image, platform, max_size, jobs, cache_dir, no_cache
 ) -> None:
     """Show which layers added, replaced, re-owned or deleted one path.
 
     Works for deleted paths too: it names the layer that still holds them.
+    With bare layer tars, give them bottom first and the path last.
 
     \b
     Example:
       layerdiff why app.tar /usr/lib/libssl.so.3
+      layerdiff why base.tar app.tar /etc/app.conf
     """
     report, view = _inspected(
-        target,
+        sources,
         image,
         platform,
         _parse_size(max_size),

@@ -23,6 +23,7 @@ from .model import (
     Severity,
     Waste,
 )
+from .text import counted
 from .tree import MergedView
 
 __all__ = ["inspect_image", "read_layers", "merged_view", "declared_volumes"]
@@ -262,9 +263,9 @@ def _volume_writes(changes, volumes: list[str], layer: int) -> list[Finding]:
             found.append(
                 Finding(
                     "write-under-volume",
-                    f"{_count(len(hits), 'path')} written under /{volume} after it was "
-                    "declared a VOLUME: the classic builder drops them and the "
-                    "volume hides them at run time",
+                    f"{counted(len(hits), 'path')} written under /{volume} after it "
+                    "was declared a VOLUME: the classic builder drops such writes and "
+                    "the mounted volume hides what the image holds there",
                     Severity.WARNING,
                     path=volume,
                     layer=layer,
@@ -272,10 +273,6 @@ def _volume_writes(changes, volumes: list[str], layer: int) -> list[Finding]:
                 )
             )
     return found
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def merged_view(img: Image, *, upto: int | None = None, **options) -> MergedView:

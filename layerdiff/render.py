@@ -13,6 +13,7 @@ from .analyses.compare import Comparison
 from .analyses.why import Provenance
 from .errors import short_digest
 from .model import Finding, ImageReport, LayerReport
+from .text import counted
 from .tree import MergedView
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "why_json",
     "render_why",
     "budget_text",
+    "severity_counts",
     "render_changes",
     "commit_json",
     "render_commit",
@@ -211,7 +213,7 @@ def render_inspect(report: ImageReport) -> str:
     lines.append(
         f"Size:       {human_size(report.size)} stored, "
         f"{human_size(report.uncompressed_size)} uncompressed, "
-        f"{len(report.layers)} layers"
+        f"{counted(len(report.layers), 'layer')}"
     )
     lines.append(
         f"Waste:      {human_size(waste.total)} "
@@ -263,11 +265,12 @@ def render_inspect(report: ImageReport) -> str:
 
 def render_layer(report: ImageReport, layer: LayerReport) -> str:
     """Return one layer's header and its classified changes."""
+    entries = counted(layer.entry_count, "entry", "entries")
     lines = [
         f"Layer {layer.index + 1} of {len(report.layers)}  {layer.diff_id}",
         f"  digest:   {layer.digest}  ({layer.compression}, {human_size(layer.size)})",
         f"  created:  {_step(layer.created_by, 200) or '-'}",
-        f"  files:    {human_size(layer.file_bytes)} in {layer.entry_count} entries; "
+        f"  files:    {human_size(layer.file_bytes)} in {entries}; "
         f"waste {human_size(layer.waste.total)}",
         "",
     ]
@@ -404,9 +407,8 @@ def render_audit(report: ImageReport, result: AuditResult, fail_on: str) -> str:
     counts = result.counts()
     lines = [
         f"Image:    {report.name or '(untagged)'}  [{report.format}]  "
-        f"{len(report.layers)} layers",
-        f"Findings: {counts['error']} error, {counts['warning']} warning, "
-        f"{counts['info']} info",
+        f"{counted(len(report.layers), 'layer')}",
+        f"Findings: {severity_counts(counts)}",
     ]
     if result.findings:
         rows = [
@@ -432,6 +434,14 @@ def render_audit(report: ImageReport, result: AuditResult, fail_on: str) -> str:
     lines.append("")
     lines.append(f"{verdict} (--fail-on {fail_on})")
     return "\n".join(lines) + "\n"
+
+
+def severity_counts(counts: dict[str, int]) -> str:
+    """Return ``0 errors, 1 warning, 3 info``."""
+    return (
+        f"{counted(counts['error'], 'error')}, "
+        f"{counted(counts['warning'], 'warning')}, {counts['info']} info"
+    )
 
 
 def budget_text(result: BudgetResult, value: float) -> str:
@@ -465,7 +475,7 @@ def render_check(report: ImageReport, result: CheckResult) -> str:
     lines = [
         f"Image: {report.name or '(untagged)'}  [{report.format}]  "
         f"{human_size(report.uncompressed_size)} uncompressed, "
-        f"{len(report.layers)} layers",
+        f"{counted(len(report.layers), 'layer')}",
         "",
     ]
     rows = [
@@ -514,7 +524,7 @@ def render_check(report: ImageReport, result: CheckResult) -> str:
             lines.append(
                 tabulate(
                     [
-                        [human_size(p["growth"]), p["layer"], p["path"]]
+                        [human_size(p["growth"]), p["layer"], "/" + p["path"]]
                         for p in growth.paths
                     ],
                     headers=["growth", "layer", "path"],
@@ -551,6 +561,45 @@ def _signed(size: int) -> str:
     return ("+" if size > 0 else "") + human_size(size)
 
 
+def _setting_text(value: Any) -> str:
+    if value is None:
+        return "(unset)"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _config_change(key: str, values: dict[str, Any]) -> list[str]:
+    """Return one line per added, removed or changed item of a setting.
+
+    Lists of ``NAME=value`` (env) and mappings (labels) are compared by
+    name; lists of names (volumes, ports) by member; the rest whole.
+    """
+    old, new = values["old"], values["new"]
+    if key in ("env", "labels"):
+        if key == "env":
+            before = dict(str(v).partition("=")[::2] for v in old or [])
+            after = dict(str(v).partition("=")[::2] for v in new or [])
+        else:
+            before = {str(k): str(v) for k, v in (old or {}).items()}
+            after = {str(k): str(v) for k, v in (new or {}).items()}
+        lines = []
+        for name in sorted(set(before) | set(after)):
+            if name not in before:
+                lines.append(f"+ {name}={after[name]}")
+            elif name not in after:
+                lines.append(f"- {name}={before[name]}")
+            elif before[name] != after[name]:
+                lines.append(f"{name}={before[name]} -> {name}={after[name]}")
+        return lines
+    if key in ("volumes", "exposed_ports"):
+        before, after = set(old or []), set(new or [])
+        return [f"+ {item}" for item in sorted(after - before)] + [
+            f"- {item}" for item in sorted(before - after)
+        ]
+    return [f"{_setting_text(old)} -> {_setting_text(new)}"]
+
+
 def render_compare(
     old: ImageReport, new: ImageReport, result: Comparison, *, limit: int | None
 ) -> str:
@@ -558,9 +607,9 @@ def render_compare(
     counts = result.counts()
     lines = [
         f"Old: {old.name or old.source}  {human_size(old.uncompressed_size)}, "
-        f"{len(old.layers)} layers",
+        f"{counted(len(old.layers), 'layer')}",
         f"New: {new.name or new.source}  {human_size(new.uncompressed_size)}, "
-        f"{len(new.layers)} layers",
+        f"{counted(len(new.layers), 'layer')}",
         f"Paths: {counts['added']} added, {counts['removed']} removed, "
         f"{counts['changed']} changed; {_signed(result.delta)} in files"
         + (f"; {result.ignored} ignored" if result.ignored else ""),
@@ -568,7 +617,7 @@ def render_compare(
     if result.config:
         lines += ["", "Config:"]
         for key, values in sorted(result.config.items()):
-            lines.append(f"  {key}: {values['old']!r} -> {values['new']!r}")
+            lines += [f"  {key}: {text}" for text in _config_change(key, values)]
     if result.rollup:
         lines.append("")
         lines.append(
@@ -628,7 +677,7 @@ def why_json(report: ImageReport, result: Provenance) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "image": _image_json(report),
-        "path": "/" + result.path,
+        "path": result.path,
         "present": result.present,
         "final": result.final,
         "cost": result.cost,
@@ -644,8 +693,9 @@ def render_why(report: ImageReport, result: Provenance) -> str:
     if result.final is not None:
         final = result.final
         lines.append(
-            f"  final: {final['type']} {final['mode']} {final['uid']}:{final['gid']} "
-            f"{human_size(final['size'])} from layer {final.get('layer', '-')}"
+            f"  final: {final['type']} {final['mode']:04o} "
+            f"{final['uid']}:{final['gid']} {human_size(final['size'])} "
+            f"from layer {final.get('layer', '-')}"
         )
     lines.append(
         f"  costs {human_size(result.cost)} across layers, "
@@ -672,6 +722,7 @@ def render_why(report: ImageReport, result: Provenance) -> str:
         if rows
         else "(no layer names it; created implicitly as a parent directory)"
     )
+    return "\n".join(lines) + "\n"
 
 
 def render_changes(rows, lower_known: bool) -> str:

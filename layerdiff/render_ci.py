@@ -15,7 +15,14 @@ from . import __version__
 from .analyses.audit import RULES, AuditResult
 from .analyses.budget import CheckResult
 from .model import ImageReport, Severity
-from .render import SCHEMA_VERSION, budget_text, human_size, to_json
+from .render import (
+    SCHEMA_VERSION,
+    budget_text,
+    human_size,
+    severity_counts,
+    to_json,
+)
+from .text import counted
 
 __all__ = ["audit_sarif", "audit_markdown", "check_junit", "check_markdown"]
 
@@ -103,8 +110,7 @@ def audit_markdown(report: ImageReport, result: AuditResult, fail_on: str) -> st
     lines = [
         f"### layerdiff audit: {_cell(report.name or report.source)}",
         "",
-        f"**{verdict}** (fail on {fail_on}): {counts['error']} error, "
-        f"{counts['warning']} warning, {counts['info']} info",
+        f"**{verdict}** (fail on {fail_on}): {severity_counts(counts)}",
         "",
     ]
     if result.findings:
@@ -145,7 +151,7 @@ def check_markdown(report: ImageReport, result: CheckResult) -> str:
         lines += ["| growth | layer | path |", "|---:|---:|---|"]
         for p in growth.paths:
             lines.append(
-                f"| {human_size(p['growth'])} | {p['layer']} | `{_cell(p['path'])}` |"
+                f"| {human_size(p['growth'])} | {p['layer']} | `/{_cell(p['path'])}` |"
             )
     return "\n".join(lines) + "\n"
 
@@ -174,8 +180,11 @@ def check_junit(report: ImageReport, result: CheckResult) -> bytes:
             failure = ET.SubElement(case, "failure", message=text, type="budget")
             detail = [text]
             if r.budget == "max-growth" and result.growth is not None:
-                detail += [f"{p['path']} grew {p['growth']} bytes (layer {p['layer']})"
-                           for p in result.growth.paths]  # fmt: skip
+                detail += [
+                    f"/{p['path']} grew {counted(p['growth'], 'byte')} "
+                    f"(layer {p['layer']})"
+                    for p in result.growth.paths
+                ]
             failure.text = "\n".join(detail)
         else:
             ET.SubElement(case, "system-out").text = text

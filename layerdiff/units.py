@@ -39,18 +39,24 @@ def parse_size(text: str | int, *, what: str = "size") -> int:
 
 
 def parse_ratio(text: str | float, *, what: str = "ratio") -> float:
-    """Return a fraction from ``95%``, ``0.95`` or ``95`` (read as percent)."""
+    """Return a fraction from ``0.95`` (0 to 1) or ``95%`` (with its sign).
+
+    A bare number above 1 is refused rather than guessed to be a
+    percentage, so that ``1.5`` never silently means 1.5%.
+    """
+    forms = "a fraction from 0 to 1 such as 0.95, or a percentage such as 95%"
+    stripped = str(text).strip()
     try:
-        if isinstance(text, str) and text.strip().endswith("%"):
-            value = float(text.strip()[:-1]) / 100
+        if isinstance(text, bool):
+            raise ValueError
+        if stripped.endswith("%"):
+            value = float(stripped[:-1]) / 100
         else:
-            value = float(text)
-            if value > 1:
-                value /= 100
+            value = float(stripped)
     except ValueError:
-        raise UsageError(f"{what} {text!r} is not a ratio such as 95% or 0.95")
+        raise UsageError(f"{what} {text!r} is not {forms}") from None
     if not 0 <= value <= 1:
-        raise UsageError(f"{what} {text!r} is not between 0% and 100%")
+        raise UsageError(f"{what} {text!r} is out of range: give {forms}")
     return value
 
 

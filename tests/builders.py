@@ -110,14 +110,17 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def write_docker_save(
-    path: Path, layers: list[bytes], tag="test:latest", history=None
+    path: Path, layers: list[bytes], tag="test:latest", history=None, runtime=None
 ) -> Path:
-    """Write a classic docker save archive holding uncompressed layer tars."""
+    """Write a classic docker save archive holding uncompressed layer tars.
+
+    ``runtime`` is the config's ``config`` object (Env, Cmd, Volumes...).
+    """
     diff_ids = [_sha(data) for data in layers]
     config = {
         "architecture": "amd64",
         "os": "linux",
-        "config": {},
+        "config": runtime or {},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
         "history": history or [{"created_by": f"step {i}"} for i in range(len(layers))],
     }

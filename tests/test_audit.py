@@ -82,11 +82,11 @@ def test_caches_and_temporary_files_are_summed_per_layer(tmp_path):
 
     result = audited(image(tmp_path, apt))
 
-    by_message = {(f.rule, f.message.split(" ")[1]): f.size for f in result.findings}
-    assert by_message[("package-cache", "apt")] == 150
-    assert by_message[("package-cache", "pip")] == 7
-    assert by_message[("temporary-files", "temporary")] == 3
-    assert by_message[("bytecode-cache", "__pycache__")] == 1
+    by_path = {(f.rule, f.path): f.size for f in result.findings}
+    assert by_path[("package-cache", "var/lib/apt/lists")] == 150
+    assert by_path[("package-cache", "root/.cache/pip")] == 7
+    assert by_path[("temporary-files", "tmp")] == 3
+    assert by_path[("bytecode-cache", "usr/lib/python3/__pycache__")] == 1
 
 
 def test_waste_rules_name_the_layer_that_ships_the_bytes(tmp_path):
@@ -309,3 +309,63 @@ def test_every_real_sample_audits_without_error(samples_real):
              for p in archives}  # fmt: skip
 
     assert codes and set(codes.values()) == {0}
+
+
+def test_each_cache_kind_reports_its_own_directory_and_advice(tmp_path):
+    caches = (
+        layer()
+        .file("var/lib/apt/lists/a_Packages", b"p" * 10)
+        .file("var/cache/apt/archives/x.deb", b"d" * 20)
+        .file("tmp/t", b"t")
+        .file("var/tmp/t", b"vt")
+    )
+
+    found = {f.path: f for f in audited(image(tmp_path, caches)).findings
+             if f.rule in ("package-cache", "temporary-files")}  # fmt: skip
+
+    assert set(found) == {"var/lib/apt/lists", "var/cache/apt", "tmp", "var/tmp"}
+    assert found["var/lib/apt/lists"].size == 10
+    assert "/var/lib/apt/lists/*" in found["var/lib/apt/lists"].message
+    assert found["var/cache/apt"].size == 20
+    assert "apt-get clean" in found["var/cache/apt"].message
+    assert "lists" not in found["var/cache/apt"].message
+    assert (found["tmp"].size, found["var/tmp"].size) == (1, 2)
+
+
+def test_pip_and_bytecode_caches_name_their_directory(tmp_path):
+    caches = (
+        layer()
+        .file("root/.cache/pip/http/a/b", b"w" * 7)
+        .file("root/.cache/pip/http/c", b"w" * 3)
+        .file("usr/lib/python3/site/__pycache__/m.pyc", b"c")
+        .file("usr/lib/python3/site/pkg/__pycache__/n.pyc", b"cc")
+        .file("app/__pycache__/main.pyc", b"ccc")
+    )
+
+    found = {(f.rule, f.path, f.size) for f in audited(image(tmp_path, caches)).findings
+             if f.rule in ("package-cache", "bytecode-cache")}  # fmt: skip
+
+    assert found == {
+        ("package-cache", "root/.cache/pip", 10),
+        ("bytecode-cache", "usr/lib/python3/site", 3),
+        ("bytecode-cache", "app/__pycache__", 3),
+    }
+
+
+def test_git_directory_is_found_by_any_path_component(tmp_path):
+    git = layer().file("app/.git/HEAD", b"ref: x").file("app/.git/config", b"[core]")
+
+    found = [f for f in audited(image(tmp_path, git)).findings
+             if f.rule == "git-directory"]  # fmt: skip
+
+    assert [(f.path, f.layer, f.size) for f in found] == [("app/.git", 0, 12)]
+
+
+def test_audit_dash_output_means_stdout(tmp_path, monkeypatch):
+    img = image(tmp_path, layer().file("app/.env", b"A=1"))
+    monkeypatch.chdir(tmp_path)
+
+    result = run_cli("audit", img, "--json", "-o", "-")
+
+    assert result.json["findings"][0]["rule"] == "env-file"
+    assert not (tmp_path / "-").exists()

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from layerdiff import inspect_image, open_image
 from layerdiff.analyses.budget import check_budgets
-from layerdiff.config import Budgets, load_settings
+from layerdiff.config import Budgets, budgets_from, load_settings
 from layerdiff.errors import UsageError
 from layerdiff.units import parse_growth, parse_ratio, parse_size
 
@@ -112,7 +112,7 @@ def test_growth_against_a_baseline_names_layers_and_paths(tmp_path):
 
     assert result.exit_code == 1
     growth = result.json["growth"]
-    assert [p["path"] for p in growth["paths"]] == ["/app/data.bin", "/app/lib.so"]
+    assert [p["path"] for p in growth["paths"]] == ["app/data.bin", "app/lib.so"]
     assert [p["growth"] for p in growth["paths"]] == [5000, 500]
     assert growth["layers"][0]["layer"] == 2
     assert growth["layers"][0]["match"] == "added"
@@ -221,3 +221,58 @@ def small_report(tmp_path_factory):
     base = layer().file("bin/tool", b"t" * 4000).file("old", b"o" * 1000)
     top = layer().whiteout("old").file("etc/conf", b"c" * 100)
     return inspect_image(open_image([str(image(path, base, top))]))
+
+
+def test_a_baseline_without_max_growth_is_a_usage_error(small, tmp_path):
+    base = tmp_path / "base.json"
+    assert run_cli("baseline", small, "-o", base).exit_code == 0
+
+    result = run_cli("check", small, "--baseline", base)
+
+    assert result.exit_code == 2
+    assert "--max-growth" in result.stderr and "PASS" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("text", ["1.5", "50", "95", "-0.1", "150%", "x%"])
+def test_efficiency_is_a_fraction_or_a_percentage_with_its_sign(text):
+    with pytest.raises(UsageError, match="0.95.*95%"):
+        parse_ratio(text)
+
+
+@pytest.mark.parametrize("value, ratio", [(0.5, 0.5), (1, 1.0), ("50%", 0.5)])
+def test_efficiency_in_a_config_file_takes_the_same_two_forms(value, ratio):
+    assert budgets_from({"min-efficiency": value}).min_efficiency == ratio
+
+
+def test_efficiency_of_50_in_a_config_file_is_refused(small, tmp_path, monkeypatch):
+    (tmp_path / ".layerdiff.toml").write_text("min-efficiency = 50\n")
+    monkeypatch.chdir(tmp_path)
+
+    result = run_cli("check", small)
+
+    assert result.exit_code == 2
+    assert "95%" in result.stderr
+
+
+def test_check_and_baseline_dash_output_mean_stdout(small, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    baseline = run_cli("baseline", small, "-o", "-")
+    check = run_cli("check", small, "--max-layers", "5", "--json", "-o", "-")
+
+    assert baseline.json["schema_version"] == 1
+    assert check.json["passed"] is True
+    assert not (tmp_path / "-").exists()
+
+
+def test_growth_paths_in_json_have_no_leading_slash(tmp_path):
+    before = image(tmp_path / "v1.tar", layer().file("a", b"x"))
+    after = image(tmp_path / "v2.tar", layer().file("a", b"x" * 20000))
+    base = tmp_path / "base.json"
+    run_cli("baseline", before, "-o", base)
+
+    data = run_cli("check", after, "--baseline", base, "--max-growth", "0",
+                   "--json").json  # fmt: skip
+
+    assert [p["path"] for p in data["growth"]["paths"]] == ["a"]

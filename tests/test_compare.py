@@ -50,16 +50,16 @@ def test_added_removed_and_changed_paths_with_size_deltas(tmp_path):
     data = result.json
     paths = {p["path"]: (p["status"], p["reason"], p["delta"]) for p in data["paths"]}
     assert paths == {
-        "/usr/lib/a.so": ("changed", "content", 200),
-        "/usr/lib/b.so": ("added", None, 50),
-        "/gone": ("removed", None, -5),
-        "/etc/mode": ("changed", "metadata", 0),
-        "/bin/sh": ("changed", "type", 2),
+        "usr/lib/a.so": ("changed", "content", 200),
+        "usr/lib/b.so": ("added", None, 50),
+        "gone": ("removed", None, -5),
+        "etc/mode": ("changed", "metadata", 0),
+        "bin/sh": ("changed", "type", 2),
     }
-    assert [p["path"] for p in data["paths"]][:2] == ["/usr/lib/a.so", "/usr/lib/b.so"]
+    assert [p["path"] for p in data["paths"]][:2] == ["usr/lib/a.so", "usr/lib/b.so"]
     assert data["counts"] == {"added": 1, "removed": 1, "changed": 3}
     rollup = {r["path"]: r for r in data["rollup"]}
-    assert rollup["/usr/lib"] == {"path": "/usr/lib", "added": 1, "removed": 0,
+    assert rollup["usr/lib"] == {"path": "usr/lib", "added": 1, "removed": 0,
                                   "changed": 1, "delta": 250}  # fmt: skip
 
 
@@ -69,7 +69,7 @@ def test_depth_rolls_up_to_shallower_directories(tmp_path):
 
     data = run_cli("compare", old, new, "--depth", "1", "--json").json
 
-    assert [r["path"] for r in data["rollup"]] == ["/usr"]
+    assert [r["path"] for r in data["rollup"]] == ["usr"]
 
 
 def test_ignore_globs_and_the_noise_preset(tmp_path):
@@ -166,7 +166,7 @@ def test_why_follows_a_path_through_add_chmod_and_delete(tmp_path):
             for e in data["events"]] == [
         (1, "added", None, 10, True),
         (2, "modified", None, 10, True),
-        (3, "deleted", "/app", 0, False),
+        (3, "deleted", "app", 0, False),
     ]  # fmt: skip
     assert data["events"][1]["created_by"] == "RUN chmod 600 /app/f"
     assert data["cost"] == 20 and data["wasted"] == 20
@@ -210,3 +210,72 @@ def test_dive_sample_why_and_compare_against_its_oci_twin(samples_real):
         ("similar", 1.0)
     ]
     assert twin.json["config"]["architecture"] == {"old": None, "new": "arm64"}
+
+
+def test_compare_json_paths_have_no_leading_slash(tmp_path):
+    old = image(tmp_path / "old.tar", layer().file("app/a", b"1"))
+    new = image(tmp_path / "new.tar", layer().file("app/a", b"22").file("top", b"t"))
+
+    data = run_cli("compare", old, new, "--json").json
+
+    assert {p["path"] for p in data["paths"]} == {"app/a", "top"}
+    assert {r["path"] for r in data["rollup"]} == {"app", ""}
+
+
+def test_compare_text_shows_config_differences_item_by_item(tmp_path):
+    old = write_docker_save(
+        tmp_path / "old.tar", [layer().file("a").tar_bytes()],
+        runtime={"Env": ["PATH=/bin", "OLD=1"], "Volumes": {"/vol": {}},
+                 "Cmd": ["/bin/sh"]},
+    )  # fmt: skip
+    new = write_docker_save(
+        tmp_path / "new.tar", [layer().file("a").tar_bytes()],
+        runtime={"Env": ["PATH=/usr/bin:/bin", "NEW=2"], "Cmd": ["app", "--x"],
+                 "User": "app"},
+    )  # fmt: skip
+
+    result = run_cli("compare", old, new)
+    data = run_cli("compare", old, new, "--json").json
+
+    text = result.output
+    assert "Env" not in text and "['" not in text and "{'" not in text
+    for line in ["env: + NEW=2", "env: - OLD=1", "env: PATH=/bin -> PATH=/usr/bin:/bin",
+                 "volumes: - /vol", 'cmd: ["/bin/sh"] -> ["app", "--x"]',
+                 "user: (unset) -> app"]:  # fmt: skip
+        assert line in text
+    assert set(data["config"]) == {"env", "volumes", "cmd", "user"}
+    assert data["config"]["volumes"] == {"old": ["/vol"], "new": None}
+
+
+def test_compare_dash_output_means_stdout(tmp_path, monkeypatch):
+    img = image(tmp_path / "a.tar", layer().file("a"))
+    monkeypatch.chdir(tmp_path)
+
+    result = run_cli("compare", img, img, "--json", "-o", "-")
+
+    assert result.json["identical"] is True
+    assert not (tmp_path / "-").exists()
+
+
+def test_why_json_paths_are_relative_and_text_modes_octal(tmp_path):
+    img = image(tmp_path / "i.tar", layer().file("app/tool", b"x", mode=0o4755))
+
+    data = run_cli("why", img, "/app/tool", "--json").json
+    text = run_cli("why", img, "/app/tool").output
+
+    assert data["path"] == "app/tool"
+    assert data["final"]["path"] == "app/tool" and data["final"]["mode"] == 0o4755
+    assert "file 4755 0:0" in text
+
+
+def test_why_takes_several_bare_layers_with_the_path_last(tmp_path):
+    base = layer().file("etc/conf", b"a").build(tmp_path / "base.tar")
+    app = layer().file("etc/conf", b"bb").build(tmp_path / "app.tar")
+
+    result = run_cli("why", base, app, "/etc/conf", "--json")
+
+    assert result.exit_code == 0, result.stderr
+    assert [(e["layer"], e["action"]) for e in result.json["events"]] == [
+        (1, "added"),
+        (2, "modified"),
+    ]

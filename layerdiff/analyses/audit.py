@@ -18,6 +18,7 @@ from typing import Iterable
 from .. import paths
 from ..errors import UsageError
 from ..model import ChangeKind, EntryType, Finding, ImageReport, Severity
+from ..text import counted
 from ..tree import MergedView
 
 __all__ = [
@@ -238,8 +239,6 @@ _NOT_KEYS = re.compile(r"(^|/)(usr/share|etc/ssl/certs|usr/lib/.*/certifi)/")
 
 def _secret_rule(path: str, kind: EntryType) -> str | None:
     name = paths.basename(path)
-    if kind is EntryType.DIR:
-        return "git-directory" if name == ".git" else None
     if kind is not EntryType.FILE:
         return None
     if _KEY_NAMES.match(name) and not _NOT_KEYS.search(path):
@@ -252,9 +251,37 @@ def _secret_rule(path: str, kind: EntryType) -> str | None:
     return None
 
 
+def _git_directory(path: str, kind: EntryType) -> str | None:
+    """Return the .git directory a path is in (or is), from any component."""
+    parts = path.split("/")
+    for position, name in enumerate(parts):
+        if name == ".git" and (position < len(parts) - 1 or kind is EntryType.DIR):
+            return "/".join(parts[: position + 1])
+    return None
+
+
+def _secret_finding(rule: str, path: str, layer: int, size: int, live: bool):
+    where = (
+        "in the final image"
+        if live
+        else "removed later, but its bytes stay in this layer"
+    )
+    return _finding(
+        rule,
+        f"{RULES[rule].summary}, {where}; rebuild without it "
+        "(build secret or multi-stage build)",
+        path=path,
+        layer=layer,
+        size=size or None,
+    )
+
+
 def _secrets(report: ImageReport, view: MergedView) -> list[Finding]:
     found = []
     for layer in report.layers:
+        # A .git directory is one finding however many entries it has, and
+        # is found through its files even when the layer has no entry for it.
+        git: dict[str, list[int]] = {}
         for change in layer.changes:
             if change.kind not in (ChangeKind.ADD, ChangeKind.MODIFY):
                 continue
@@ -264,22 +291,23 @@ def _secrets(report: ImageReport, view: MergedView) -> list[Finding]:
                 and (change.reason == "metadata")
             ):
                 continue
-            rule = _secret_rule(change.path, change.type)
-            if rule is None:
-                continue
             node = view.get(change.path)
-            if node is not None and node.layer == layer.index:
-                where = "in the final image"
-            else:
-                where = "removed later, but its bytes stay in this layer"
+            live = node is not None and node.layer == layer.index
+            directory = _git_directory(change.path, change.type)
+            if directory is not None:
+                total = git.setdefault(directory, [0, 0])
+                total[0] += change.size if change.type is EntryType.FILE else 0
+                total[1] |= live
+                continue
+            rule = _secret_rule(change.path, change.type)
+            if rule is not None:
+                found.append(
+                    _secret_finding(rule, change.path, layer.index, change.size, live)
+                )
+        for directory, (size, live) in sorted(git.items()):
             found.append(
-                _finding(
-                    rule,
-                    f"{RULES[rule].summary}, {where}; rebuild without it "
-                    "(build secret or multi-stage build)",
-                    path=change.path,
-                    layer=layer.index,
-                    size=change.size or None,
+                _secret_finding(
+                    "git-directory", directory, layer.index, size, bool(live)
                 )
             )
     return found
@@ -305,7 +333,7 @@ def _waste(report: ImageReport) -> list[Finding]:
                             "deleted-later",
                             f"layer {layer.index + 1} {what}"
                             + (
-                                f" ({change.hidden} paths below)"
+                                f" ({counted(change.hidden, 'path')} below)"
                                 if change.hidden
                                 else ""
                             )
@@ -352,7 +380,7 @@ def _waste(report: ImageReport) -> list[Finding]:
                     _finding(
                         "deleted-later",
                         f"layer {layer.index + 1} replaces the directory /{path} "
-                        f"({change.hidden} paths below) with a file",
+                        f"({counted(change.hidden, 'path')} below) with a file",
                         path=path,
                         layer=layer.index,
                         size=change.hidden_bytes,
@@ -362,67 +390,94 @@ def _waste(report: ImageReport) -> list[Finding]:
     return found
 
 
-_CACHES: list[tuple[str, str, re.Pattern[str]]] = [
-    ("package-cache", "apt", re.compile(
-        r"^(var/lib/apt/lists|var/cache/apt)/(?!.*(/|^)lock$)")),
-    ("package-cache", "apk", re.compile(r"^(var/cache/apk|etc/apk/cache)/")),
-    ("package-cache", "dnf", re.compile(r"^var/cache/dnf/")),
-    ("package-cache", "yum", re.compile(r"^var/cache/yum/")),
-    ("package-cache", "pip", re.compile(r"^(.*/)?\.cache/pip/")),
-    ("package-cache", "npm", re.compile(r"^(.*/)?\.npm/_cacache/")),
-    ("package-cache", "yarn", re.compile(
-        r"^(.*/)?(\.cache/yarn|\.yarn/cache|\.yarn-cache)/")),
-    ("temporary-files", "temporary", re.compile(r"^(tmp|var/tmp)/")),
-    ("bytecode-cache", "__pycache__", re.compile(r"(^|/)__pycache__/")),
+# Each cache kind: its rule, a name for messages, a pattern whose ``dir``
+# group is the cache directory, and the advice that removes it.
+_CACHES: list[tuple[str, str, re.Pattern[str], str]] = [
+    ("package-cache", "apt lists",
+     re.compile(r"^(?P<dir>var/lib/apt/lists)/(?!(.*/)?lock$)"),
+     "rm -rf /var/lib/apt/lists/* in the same RUN step as apt-get"),
+    ("package-cache", "apt archives",
+     re.compile(r"^(?P<dir>var/cache/apt)/(?!(.*/)?lock$)"),
+     "run apt-get clean in the same RUN step as apt-get install"),
+    ("package-cache", "apk cache",
+     re.compile(r"^(?P<dir>var/cache/apk|etc/apk/cache)/"),
+     "use apk add --no-cache"),
+    ("package-cache", "dnf cache", re.compile(r"^(?P<dir>var/cache/dnf)/"),
+     "run dnf clean all in the same RUN step"),
+    ("package-cache", "yum cache", re.compile(r"^(?P<dir>var/cache/yum)/"),
+     "run yum clean all in the same RUN step"),
+    ("package-cache", "pip cache", re.compile(r"^(?P<dir>(.*/)?\.cache/pip)/"),
+     "use pip install --no-cache-dir"),
+    ("package-cache", "npm cache", re.compile(r"^(?P<dir>(.*/)?\.npm/_cacache)/"),
+     "run npm cache clean --force in the same RUN step"),
+    ("package-cache", "yarn cache", re.compile(
+        r"^(?P<dir>(.*/)?(\.cache/yarn|\.yarn/cache|\.yarn-cache))/"),
+     "run yarn cache clean in the same RUN step"),
+    ("temporary-files", "temporary", re.compile(r"^(?P<dir>tmp|var/tmp)/"),
+     "remove them in the step that creates them"),
+    ("bytecode-cache", "__pycache__", re.compile(r"^(?P<dir>(.*/)?__pycache__)/"),
+     "set PYTHONDONTWRITEBYTECODE=1, or accept it for start-up speed"),
 ]  # fmt: skip
-
-_CACHE_ADVICE = {
-    "apt": "rm -rf /var/lib/apt/lists/* in the same RUN step as apt-get",
-    "apk": "use apk add --no-cache",
-    "dnf": "run dnf clean all in the same RUN step",
-    "yum": "run yum clean all in the same RUN step",
-    "pip": "use pip install --no-cache-dir",
-    "npm": "run npm cache clean --force in the same RUN step",
-    "yarn": "run yarn cache clean in the same RUN step",
-    "temporary": "remove them in the step that creates them",
-    "__pycache__": "set PYTHONDONTWRITEBYTECODE=1, or accept it for start-up speed",
-}
 
 
 def _caches(report: ImageReport) -> list[Finding]:
-    """Caches and temporary files, one finding per layer and kind."""
+    """Caches and temporary files, one finding per layer, kind and directory.
+
+    Cache directories of one kind that share their first path component are
+    reported once, at their closest common parent, so that hundreds of
+    ``__pycache__`` directories under one site-packages make one finding.
+    """
     found = []
     for layer in report.layers:
-        totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+        groups: dict[tuple[int, str], dict[str, list[int]]] = defaultdict(dict)
         for change in layer.changes:
             if change.type is not EntryType.FILE or change.kind not in (
                 ChangeKind.ADD,
                 ChangeKind.MODIFY,
             ):
                 continue
-            for rule, kind, pattern in _CACHES:
-                if pattern.search(change.path):
-                    total = totals[(rule, kind)]
+            for position, (_, _, pattern, _) in enumerate(_CACHES):
+                match = pattern.search(change.path)
+                if match:
+                    directory = match.group("dir")
+                    top = directory.split("/", 1)[0]
+                    total = groups[(position, top)].setdefault(directory, [0, 0])
                     total[0] += 1
                     total[1] += change.size
                     break
-        for (rule, kind), (count, size) in sorted(totals.items()):
-            where = {
-                "apt": "var/lib/apt/lists", "apk": "var/cache/apk",
-                "dnf": "var/cache/dnf", "yum": "var/cache/yum",
-                "temporary": "tmp",
-            }.get(kind)  # fmt: skip
+        for (position, _), directories in sorted(groups.items()):
+            rule, kind, _, advice = _CACHES[position]
+            count = sum(c for c, _ in directories.values())
+            size = sum(b for _, b in directories.values())
+            where = _common_parent(list(directories))
+            if kind == "temporary":
+                what = counted(count, "temporary file")
+            elif kind == "__pycache__":
+                dirs = counted(len(directories), "directory", "directories")
+                what = f"{counted(count, 'file')} in {dirs} named __pycache__"
+            else:
+                what = f"{counted(count, 'file')} of the {kind}"
             found.append(
                 _finding(
                     rule,
-                    f"{count} {kind} file{'s' if count > 1 else ''} left behind; "
-                    f"{_CACHE_ADVICE[kind]}",
+                    f"{what} left behind; {advice}",
                     path=where,
                     layer=layer.index,
                     size=size,
                 )
             )
     return found
+
+
+def _common_parent(directories: list[str]) -> str:
+    """Return the deepest directory holding all of ``directories`` (or it)."""
+    parts = [d.split("/") for d in directories]
+    common = []
+    for names in zip(*parts):
+        if len(set(names)) != 1:
+            break
+        common.append(names[0])
+    return "/".join(common)
 
 
 def _permissions(view: MergedView) -> list[Finding]:
@@ -492,7 +547,8 @@ def _large_files(report: ImageReport, large: int) -> list[Finding]:
                 found.append(
                     _finding(
                         "large-file",
-                        f"{change.size} bytes, above the {large}-byte threshold",
+                        f"{counted(change.size, 'byte')}, above the {large}-byte "
+                        "threshold",
                         path=change.path,
                         layer=layer.index,
                         size=change.size,

@@ -262,7 +262,7 @@ def _growth(
                 deltas.append((delta, node.entry.path, node.layer))
         deltas.sort(key=lambda item: (-item[0], item[1]))
         growth.paths = [
-            {"path": "/" + path, "growth": delta, "layer": layer + 1}
+            {"path": path, "growth": delta, "layer": layer + 1}
             for delta, path, layer in deltas[:_TOP_PATHS]
         ]
     return growth

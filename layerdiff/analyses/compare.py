@@ -70,7 +70,7 @@ class PathDifference:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "path": "/" + self.path,
+            "path": self.path,
             "status": self.status,
             "reason": self.reason,
             "type": self.type.value,
@@ -97,7 +97,7 @@ class Rollup:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "path": "/" + self.path,
+            "path": self.path,
             "added": self.added,
             "removed": self.removed,
             "changed": self.changed,
@@ -339,20 +339,38 @@ def _layers(old: ImageReport, new: ImageReport) -> list[LayerMatch]:
     return result
 
 
-_CONFIG_KEYS = ("Entrypoint", "Cmd", "Env", "WorkingDir", "User", "ExposedPorts",
-                "Volumes", "Labels", "StopSignal", "Healthcheck")  # fmt: skip
+# Runtime settings compared, under the names inspect --json uses for them.
+_CONFIG_KEYS = {
+    "Entrypoint": "entrypoint", "Cmd": "cmd", "Env": "env",
+    "WorkingDir": "workdir", "User": "user", "ExposedPorts": "exposed_ports",
+    "Volumes": "volumes", "Labels": "labels", "StopSignal": "stop_signal",
+    "Healthcheck": "healthcheck",
+}  # fmt: skip
+
+
+def _setting(key: str, value: Any) -> Any:
+    """Return a runtime setting in the form inspect --json shows it."""
+    if not value:
+        return None
+    if key in ("Volumes", "ExposedPorts") and isinstance(value, dict):
+        return sorted(value)
+    return value
 
 
 def _config_differences(old: dict, new: dict) -> dict[str, dict[str, Any]]:
-    """Runtime settings of the config that differ (architecture and os too)."""
+    """Runtime settings of the config that differ (architecture and os too).
+
+    Keys are the lowercase names of inspect --json (``env``, ``volumes``...);
+    volumes and exposed ports are sorted lists, as there.
+    """
     result = {}
     before = old.get("config") if isinstance(old.get("config"), dict) else {}
     after = new.get("config") if isinstance(new.get("config"), dict) else {}
     for key in ("architecture", "os"):
         if old.get(key) != new.get(key):
             result[key] = {"old": old.get(key), "new": new.get(key)}
-    for key in _CONFIG_KEYS:
-        a, b = before.get(key) or None, after.get(key) or None
+    for key, name in _CONFIG_KEYS.items():
+        a, b = _setting(key, before.get(key)), _setting(key, after.get(key))
         if a != b:
-            result[key] = {"old": a, "new": b}
+            result[name] = {"old": a, "new": b}
     return result

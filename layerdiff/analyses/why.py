@@ -34,7 +34,7 @@ class Event:
             "layer": self.layer + 1,
             "action": self.action,
             "reason": self.reason,
-            "via": None if self.via is None else "/" + self.via,
+            "via": self.via,
             "cost": self.cost,
             "wasted": self.wasted,
             "created_by": self.created_by,
