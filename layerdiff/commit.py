@@ -48,6 +48,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+try:
+    from isal.igzip import GzipFile as _GzipFile
+except ImportError:  # pragma: no cover - isal has wheels for common hosts
+    _GzipFile = gzip.GzipFile
+
 _WHITEOUT_MODE = 0o000
 _DIR_MEDIA = {
     "none": "application/vnd.oci.image.layer.v1.tar",
@@ -126,9 +131,9 @@ class _Reading:
 def _compressor(compression: str, out: BinaryIO):
     if compression == "gzip":
         # No file name and a zero time in the header: same input, same bytes.
-        return gzip.GzipFile(
-            filename="", mode="wb", fileobj=out, mtime=0, compresslevel=6
-        )
+        # Level 1 of ISA-L deflates several times faster than zlib at its
+        # default level, for output a few percent larger.
+        return _GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=1)
     if compression == "zstd":
         try:
             from compression import zstd  # type: ignore[import-not-found]

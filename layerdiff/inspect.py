@@ -14,7 +14,15 @@ from .cache import LayerCache
 from .classify import apply_layer
 from .errors import DigestMismatchError, LayerdiffError, LayerFormatError
 from .layer import read_changeset
-from .model import Changeset, Finding, ImageReport, LayerReport, Severity, Waste
+from .model import (
+    Changeset,
+    ChangeList,
+    Finding,
+    ImageReport,
+    LayerReport,
+    Severity,
+    Waste,
+)
 from .text import counted
 from .tree import MergedView
 
@@ -105,6 +113,7 @@ def read_layers(
                     pass
                 elif executor is not None:
                     changeset, hit = futures[position].result()
+                    futures[position] = None  # the caller owns it now
                 else:
                     changeset, hit = _read_one(ref, max_size, cache_dir)
                 if changeset is not None and cache is not None:
@@ -125,6 +134,7 @@ def read_layers(
             if progress is not None:
                 progress(done, total)
             yield ref, changeset
+            changeset = None  # freed once the caller has applied it
     finally:
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
@@ -230,7 +240,11 @@ def inspect_image(
             e.size for e in changeset.entries if e.type.value == "file"
         )
         changes, findings = apply_layer(view, changeset, ref.index)
-        report.changes = changes
+        for entry in changeset.entries:
+            # The view's inodes hold each digest in 32 bytes; its entries
+            # need not keep the hex form as well.
+            entry.sha256 = None
+        report.changes = ChangeList(changes)
         for finding in changeset.findings + findings:
             finding.layer = ref.index
         report.findings = changeset.findings + findings

@@ -80,8 +80,15 @@ def read_changeset(
     return changeset
 
 
-def entry_from_member(member: TarMember, path: str) -> Entry:
-    """Turn a tar member into an entry at an already normalised path."""
+def entry_from_member(
+    member: TarMember, path: str, shared: dict | None = None
+) -> Entry:
+    """Turn a tar member into an entry at an already normalised path.
+
+    ``shared`` maps values to one object per value: modes, owners, times
+    and owner names repeat across a layer, and a merged view of a million
+    entries keeps them all, so equal values are stored once.
+    """
     kind = _ENTRY_TYPES[member.typeflag]
     linkname = member.linkname
     if kind is EntryType.HARDLINK:
@@ -92,21 +99,22 @@ def entry_from_member(member: TarMember, path: str) -> Entry:
                 f"hard link target {linkname!r} would escape the root",
                 entry=member.name,
             ) from exc
+    one = ({} if shared is None else shared).setdefault
     return Entry(
         path=path,
         type=kind,
-        mode=member.mode,
-        uid=member.uid,
-        gid=member.gid,
+        mode=one(member.mode, member.mode),
+        uid=one(member.uid, member.uid),
+        gid=one(member.gid, member.gid),
         size=member.size if kind is EntryType.FILE else 0,
-        mtime=member.mtime,
+        mtime=one(member.mtime, member.mtime),
         linkname=linkname,
         sha256=member.sha256,
         xattrs=member.xattrs,
         devmajor=member.devmajor,
         devminor=member.devminor,
-        uname=member.uname,
-        gname=member.gname,
+        uname=one(member.uname, member.uname),
+        gname=one(member.gname, member.gname),
     )
 
 
@@ -135,6 +143,7 @@ def changeset_from_members(members) -> Changeset:
     """Sort tar members of an image layer into entries and whiteouts."""
     changeset = Changeset()
     entries = changeset.entries
+    shared: dict = {}
     for member in members:
         try:
             path = paths.normalize(member.name)
@@ -144,7 +153,7 @@ def changeset_from_members(members) -> Changeset:
             if ".wh." in path:
                 marker = _whiteout_meaning(member, path)
             if marker is None:
-                entries.append(entry_from_member(member, path))
+                entries.append(entry_from_member(member, path, shared))
                 continue
         except LayerdiffError as exc:
             raise exc.located(entry=member.name)
