@@ -25,6 +25,7 @@ from .errors import (
     short_digest,
 )
 from .model import Finding, Severity
+from .text import counted
 
 __all__ = ["LayerRef", "Image", "open_image", "host_platform"]
 
@@ -217,8 +218,8 @@ def _diff_ids(config: dict[str, Any], count: int, config_name: str) -> list[str]
         )
     if len(diff_ids) != count:
         raise ArchiveFormatError(
-            f"config {config_name} lists {len(diff_ids)} diff_ids but the "
-            f"manifest lists {count} layers"
+            f"config {config_name} lists {counted(len(diff_ids), 'diff_id')} but "
+            f"the manifest lists {counted(count, 'layer')}"
         )
     return [_check_digest(d, "a diff_id in the config") for d in diff_ids]
 
@@ -235,9 +236,9 @@ def _map_history(img: Image) -> None:
         img.findings.append(
             Finding(
                 "history-mismatch",
-                f"config history has {len(with_layer)} steps with a layer, the "
-                f"image has {len(img.layers)} layers; steps are matched from the "
-                "bottom",
+                f"config history has {counted(len(with_layer), 'step')} with a "
+                f"layer, the image has {counted(len(img.layers), 'layer')}; steps "
+                "are matched from the bottom",
                 Severity.INFO,
             )
         )
