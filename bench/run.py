@@ -15,8 +15,12 @@ Cases:
   inspect warm     the same with a filled layer cache (every layer shared)
   scale N          inspect cold at several sizes: time per entry and per byte
   dive             `dive --ci` on the same archive, when dive is on PATH
-  commit           `layerdiff commit` of a 1 GiB, 100k-file upper dir against
-                   `tar -cf - | gzip -1`, when the command exists
+  inspect 1M       (--million) plain inspect of 1,000,000 small files: peak
+                   memory per path of the merged view above the fixed base
+                   (the peak of inspecting a tiny image)
+  commit           `layerdiff commit` of a 1 GiB, 100k-file upper dir onto a
+                   tiny base: gzip against `tar -cf - | gzip -1`, none
+                   against `tar -cf - | cat`
 """
 
 from __future__ import annotations
@@ -95,6 +99,18 @@ def entries_of(archive: str, cache: str) -> int:
     return int(out.stdout)
 
 
+def view_size(archive: str) -> int:
+    """Count the paths of the final merged view, in a child process."""
+    script = (
+        "import sys; from layerdiff import open_image, merged_view; "
+        "img = open_image(sys.argv[1]); print(len(merged_view(img)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, archive], check=True, capture_output=True
+    )
+    return int(out.stdout)
+
+
 def make_image(path: str, scale: float, **extra: str) -> str:
     if not os.path.exists(path):
         command = [sys.executable, os.path.join(HERE, "make_image.py"), path]
@@ -148,6 +164,9 @@ def main() -> None:
     os.makedirs(args.work, exist_ok=True)
     table = Table()
     sizes = [float(s) for s in args.sizes.split(",")]
+    # The fixed base of peak memory: inspecting a tiny image.
+    tiny = os.path.join(HERE, "..", "samples", "sample-docker.tar")
+    _, fixed = run(layerdiff("inspect", "--no-cache", tiny))
 
     scaling = []
     for scale in sizes:
@@ -162,7 +181,7 @@ def main() -> None:
         note = f"{count} entries, {size / 2**20:.0f} MiB gzip"
         table.add(f"inspect cold x{scale}", cold, "gzip -dc|sha256sum", base_time,
                   cold_peak, note)  # fmt: skip
-        scaling.append((scale, count, cold, base_time, cold_peak))
+        scaling.append((scale, view_size(archive), cold, base_time, cold_peak))
         if scale == max(sizes):
             warm, warm_peak = run(layerdiff("inspect", "--json", "--cache", cache,
                                             archive))  # fmt: skip
@@ -198,10 +217,14 @@ def main() -> None:
             os.path.join(args.work, "million.tar"), 5.0, size_scale="0.002"
         )
         cache = os.path.join(args.work, "cache-million")
+        layers = extract_layers(archive, os.path.join(args.work, "layers-million"))
+        base_time, _ = floor(layers)
         ours, peak = run(layerdiff("inspect", "--no-cache", archive))
-        count = entries_of(archive, cache)
-        table.add("inspect 1M entries", ours, "-", 0, peak,
-                  f"{count} entries, {peak / count:.0f} B/entry")  # fmt: skip
+        count = view_size(archive)
+        table.add("inspect 1M entries", ours, "gzip -dc|sha256sum", base_time, peak,
+                  f"{count} paths in the merged view, "
+                  f"{(peak - fixed) / count:.0f} B/path above the "
+                  f"{fixed / 2**20:.0f} MiB base")  # fmt: skip
 
     commit_bench(args.work, table)
 
@@ -209,25 +232,22 @@ def main() -> None:
     if len(scaling) >= 2:
         (_, n0, t0, f0, m0), (_, n1, t1, f1, m1) = scaling[0], scaling[-1]
         print()
-        print("| scale | entries | layerdiff | floor | ratio | us/entry | peak RSS |")
-        print("|---|---|---|---|---|---|---|")
+        print("| scale | paths | layerdiff | floor | ratio | us/path | peak RSS "
+              "| B/path above base |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|")
         for scale, count, ours, base, peak in scaling:
             print(f"| {scale} | {count} | {ours:.2f} s | {base:.2f} s | "
                   f"{ours / base:.2f} | {ours / count * 1e6:.1f} | "
-                  f"{peak / 2**20:.0f} MiB |")  # fmt: skip
+                  f"{peak / 2**20:.0f} MiB | {(peak - fixed) / count:.0f} |")  # fmt: skip
         slope = (m1 - m0) / (n1 - n0)
-        print(f"\npeak memory above the smallest run: {slope:.0f} bytes per entry")
+        print(f"\nfixed base (inspect of a tiny image): {fixed / 2**20:.0f} MiB; "
+              f"peak memory growth between the smallest and largest run: "
+              f"{slope:.0f} bytes per path")  # fmt: skip
 
 
-def commit_bench(work: str, table: Table) -> None:
-    probe = subprocess.run(layerdiff("commit", "--help"), capture_output=True)
-    if probe.returncode != 0:
-        print("bench: no `layerdiff commit` command; commit case skipped",
-              file=sys.stderr)  # fmt: skip
-        return
-    upper = os.path.join(work, "upper")
+def make_upper(upper: str) -> str:
+    """Write 100,000 files holding 1 GiB in 500 directories, once."""
     if not os.path.isdir(upper):
-        # 100,000 files holding 1 GiB in 500 directories.
         import random
 
         rng = random.Random(7)
@@ -238,11 +258,30 @@ def commit_bench(work: str, table: Table) -> None:
             with open(os.path.join(directory, f"f{index:06d}"), "wb") as handle:
                 handle.write(rng.randbytes(10_737))
         os.replace(upper + ".part", upper)
-    base, base_peak = run(f"tar -C '{upper}' -cf - . | gzip -1 > /dev/null")
-    out = os.path.join(work, "commit-out")
-    shutil.rmtree(out, ignore_errors=True)
-    ours, peak = run(layerdiff("commit", upper, "-o", out), show_errors=True)
-    table.add("commit 1 GiB / 100k files", ours, "tar|gzip -1", base, peak)
+    return upper
+
+
+def commit_bench(work: str, table: Table) -> None:
+    probe = subprocess.run(layerdiff("commit", "--help"), capture_output=True)
+    if probe.returncode != 0:
+        print("bench: no `layerdiff commit` command; commit case skipped",
+              file=sys.stderr)  # fmt: skip
+        return
+    upper = make_upper(os.path.join(work, "upper"))
+    # The smallest base there is, so that the new layer is all the work.
+    base_image = os.path.join(HERE, "..", "samples", "sample-docker.tar")
+    out = os.path.join(work, "commit-out.tar")
+    for compression, baseline, label in (
+        ("gzip", f"tar -C '{upper}' -cf - . | gzip -1 > /dev/null", "tar|gzip -1"),
+        # Through a pipe: GNU tar skips reading files when it writes /dev/null.
+        ("none", f"tar -C '{upper}' -cf - . | cat > /dev/null", "tar|cat"),
+    ):
+        base, _ = run(baseline)
+        command = layerdiff("commit", upper, "--base", base_image, "-o", out)
+        ours, peak = run(command + ["--compression", compression], show_errors=True)
+        table.add(f"commit 1 GiB / 100k files, {compression}", ours, label, base,
+                  peak)  # fmt: skip
+        os.unlink(out)
 
 
 if __name__ == "__main__":

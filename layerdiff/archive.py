@@ -12,6 +12,7 @@ import json
 import logging
 import platform as _platform
 import re
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from .errors import (
     short_digest,
 )
 from .model import Finding, Severity
+from .text import counted
 
 __all__ = ["LayerRef", "Image", "open_image", "host_platform"]
 
@@ -31,6 +33,9 @@ log = logging.getLogger(__name__)
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$|^sha512:[0-9a-f]{128}$")
 _MAX_INDEX_DEPTH = 8
+# overlayfs stacks at most about 500 lower dirs and docker refuses more than
+# 125 layers; a longer list only repeats blobs to multiply the work.
+_MAX_LAYERS = 1000
 _NAME_KEYS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
 
 
@@ -142,18 +147,23 @@ def _layer_stack(sources: list[str]) -> Image:
     layers = []
     for index, path in enumerate(sources):
         try:
-            size = os.stat(path).st_size
+            info = os.stat(path)
         except OSError as exc:
             raise ArchiveFormatError(
                 f"cannot open: {exc.strerror}", source=path
             ) from exc
+        if stat.S_ISDIR(info.st_mode):
+            raise ArchiveFormatError(
+                "a directory is not a layer, and it holds no index.json or "
+                "manifest.json",
+                source=path,
+            )
+        size = info.st_size
         layers.append(LayerRef(index, BlobLocation(path, 0, size), name=path))
     return Image(source=", ".join(sources), format="layers", layers=layers)
 
 
-def _json(
-    container: Container, name: str, what: str, digest: str | None = None
-) -> Any:
+def _json(container: Container, name: str, what: str, digest: str | None = None) -> Any:
     """Parse a JSON file of the archive; check its digest when one is known.
 
     Manifests and configs are blobs like layers: a config edited in place
@@ -174,6 +184,8 @@ def _json(
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ArchiveFormatError(f"{what} {name} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise ArchiveFormatError(f"{what} {name} nests too deeply") from None
 
 
 def _expect(value: Any, kind: type, what: str) -> Any:
@@ -199,10 +211,15 @@ def _diff_ids(config: dict[str, Any], count: int, config_name: str) -> list[str]
     if not isinstance(rootfs, dict) or not isinstance(rootfs.get("diff_ids"), list):
         raise ArchiveFormatError(f"config {config_name} has no rootfs.diff_ids")
     diff_ids = rootfs["diff_ids"]
+    if count > _MAX_LAYERS:
+        raise ArchiveFormatError(
+            f"the manifest lists {count} layers; more than {_MAX_LAYERS} is "
+            "not an image any runtime can start"
+        )
     if len(diff_ids) != count:
         raise ArchiveFormatError(
-            f"config {config_name} lists {len(diff_ids)} diff_ids but the "
-            f"manifest lists {count} layers"
+            f"config {config_name} lists {counted(len(diff_ids), 'diff_id')} but "
+            f"the manifest lists {counted(count, 'layer')}"
         )
     return [_check_digest(d, "a diff_id in the config") for d in diff_ids]
 
@@ -212,21 +229,31 @@ def _map_history(img: Image) -> None:
     history = img.config.get("history")
     if not isinstance(history, list):
         return
-    steps = [h for h in history if isinstance(h, dict)]
+    steps = [_clean_step(h) for h in history if isinstance(h, dict)]
     with_layer = [h for h in steps if not h.get("empty_layer")]
     img.empty_history = [h for h in steps if h.get("empty_layer")]
     if steps and len(with_layer) != len(img.layers):
         img.findings.append(
             Finding(
                 "history-mismatch",
-                f"config history has {len(with_layer)} steps with a layer, the "
-                f"image has {len(img.layers)} layers; steps are matched from the "
-                "bottom",
+                f"config history has {counted(len(with_layer), 'step')} with a "
+                f"layer, the image has {counted(len(img.layers), 'layer')}; steps "
+                "are matched from the bottom",
                 Severity.INFO,
             )
         )
     for layer, step in zip(img.layers, with_layer):
         layer.history = step
+
+
+def _clean_step(step: dict[str, Any]) -> dict[str, Any]:
+    """Keep only the history fields we show, and only when they are text."""
+    clean = {k: v for k, v in step.items() if k in _STEP_TEXT and isinstance(v, str)}
+    clean["empty_layer"] = bool(step.get("empty_layer"))
+    return clean
+
+
+_STEP_TEXT = ("created", "created_by", "comment", "author")
 
 
 def _docker_save(container: Container, wanted: str | None) -> Image:
@@ -236,12 +263,7 @@ def _docker_save(container: Container, wanted: str | None) -> Image:
         raise ArchiveFormatError("manifest.json lists no images")
     for item in entries:
         _expect(item, dict, "each item of manifest.json")
-    chosen = _choose(
-        entries,
-        wanted,
-        lambda item: [t for t in item.get("RepoTags") or [] if isinstance(t, str)],
-        container.source,
-    )
+    chosen = _choose(entries, wanted, _tags, container.source)
     index, item = chosen
     config_name = _expect(item.get("Config"), str, "manifest.json Config")
     layer_names = _expect(item.get("Layers"), list, "manifest.json Layers")
@@ -251,7 +273,7 @@ def _docker_save(container: Container, wanted: str | None) -> Image:
     )
     diff_ids = _diff_ids(config, len(layer_names), config_name)
     sources = item.get("LayerSources") or {}
-    tags = [t for t in item.get("RepoTags") or [] if isinstance(t, str)]
+    tags = _tags(item)
     img = Image(
         source=container.source,
         format="docker-save",
@@ -266,6 +288,8 @@ def _docker_save(container: Container, wanted: str | None) -> Image:
         name = _expect(name, str, "a manifest.json layer path")
         diff_id = diff_ids[position]
         foreign = sources.get(diff_id) if isinstance(sources, dict) else None
+        if not isinstance(foreign, dict):
+            foreign = None
         location = container.files.get(_normalize(name))
         if location is None:
             if foreign:
@@ -287,6 +311,11 @@ def _docker_save(container: Container, wanted: str | None) -> Image:
         )
     _map_history(img)
     return img
+
+
+def _tags(item: dict[str, Any]) -> list[str]:
+    tags = item.get("RepoTags")
+    return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
 
 
 def _normalize(name: str) -> str:
@@ -328,9 +357,19 @@ def _choose(items, wanted, names_of, source):
         raise ImageSelectionError(
             f"more than one image inside; choose one with --image: {listed}"
         )
-    for i, item in enumerate(items):
-        if wanted in names_of(item) or wanted == f"#{i + 1}":
-            return i, item
+    hits = [
+        (i, item)
+        for i, item in enumerate(items)
+        if wanted in names_of(item) or wanted == f"#{i + 1}"
+    ]
+    if len(hits) > 1:
+        numbers = ", ".join(f"#{i + 1}" for i, _ in hits)
+        raise ImageSelectionError(
+            f"{len(hits)} images are named {wanted!r} ({numbers})",
+            hint="choose one by number, e.g. --image " + f"#{hits[0][0] + 1}",
+        )
+    if hits:
+        return hits[0]
     listed = ", ".join(n for item in items for n in names_of(item)) or "none tagged"
     raise ImageSelectionError(f"no image named {wanted!r} inside; there are: {listed}")
 
@@ -343,6 +382,7 @@ def _docker_legacy(container: Container, wanted: str | None) -> Image:
     tops = []
     for repo, tags in repositories.items():
         for tag, top in _expect(tags, dict, f"repositories entry {repo}").items():
+            _expect(top, str, f"the layer id of {repo}:{tag}")
             tops.append((f"{repo}:{tag}", top))
     _, (name, top) = _choose(tops, wanted, lambda t: [t[0]], container.source)
     chain = []
@@ -355,6 +395,8 @@ def _docker_legacy(container: Container, wanted: str | None) -> Image:
         meta = _expect(_json(container, f"{current}/json", "layer JSON"), dict, "json")
         chain.append((current, meta))
         current = meta.get("parent")
+        if current is not None:
+            _expect(current, str, f"the parent in {chain[-1][0]}/json")
     chain.reverse()
     top_meta = chain[-1][1]
     config = {
@@ -373,7 +415,11 @@ def _docker_legacy(container: Container, wanted: str | None) -> Image:
         location = container.files.get(f"{layer_id}/layer.tar")
         if location is None:
             raise ArchiveFormatError(f"layer {layer_id}/layer.tar is missing")
-        created_by = " ".join((meta.get("container_config") or {}).get("Cmd") or [])
+        run = meta.get("container_config")
+        command = run.get("Cmd") if isinstance(run, dict) else None
+        if not isinstance(command, list):
+            command = []
+        created_by = " ".join(str(part) for part in command)
         img.layers.append(
             LayerRef(
                 position,
@@ -400,7 +446,9 @@ def _oci_layout(container: Container, wanted: str | None, platform: str | None):
         raise ArchiveFormatError("index.json lists no manifests")
 
     def names_of(descriptor: dict[str, Any]) -> list[str]:
-        annotations = descriptor.get("annotations") or {}
+        annotations = descriptor.get("annotations")
+        if not isinstance(annotations, dict):
+            return []
         return [
             annotations[k] for k in _NAME_KEYS if isinstance(annotations.get(k), str)
         ]
@@ -494,7 +542,9 @@ def _platform_of(descriptor: dict[str, Any]) -> str | None:
 
 
 def _is_attestation(descriptor: dict[str, Any]) -> bool:
-    annotations = descriptor.get("annotations") or {}
+    annotations = descriptor.get("annotations")
+    if not isinstance(annotations, dict):
+        annotations = {}
     return (
         annotations.get("vnd.docker.reference.type") == "attestation-manifest"
         or _platform_of(descriptor) == "unknown/unknown"

@@ -23,9 +23,14 @@ try:
 except ImportError:
     from backports.zstd import ZstdDecompressor, ZstdError
 
-__all__ = ["sniff", "HashingReader", "LayerStream", "CHUNK"]
+__all__ = ["sniff", "HashingReader", "LayerStream", "CHUNK", "DEFAULT_MAX_SIZE"]
 
 CHUNK = 1 << 20
+# How far one layer (or a compressed archive) may expand by default. The
+# largest real layers (GPU toolkits) are a few tens of GB; a gzip or zstd
+# bomb goes well past this within a few hundred MB of input, and the limit
+# bounds the time spent on it and the disk used by a compressed archive.
+DEFAULT_MAX_SIZE = 64 << 30
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
@@ -110,8 +115,10 @@ class LayerStream:
         self.count += len(data)
         if self.max_size is not None and self.count > self.max_size:
             raise SizeLimitError(
-                f"layer decompresses to more than {self.max_size} bytes "
-                "(the --max-size limit)"
+                f"decompresses to more than {self.max_size} bytes "
+                "(the --max-size limit)",
+                hint="a decompression bomb, or a layer larger than expected: "
+                "raise the limit with --max-size if the input is trusted",
             )
         self.diff_hash.update(data)
         return data
@@ -126,7 +133,10 @@ class LayerStream:
         while True:
             dec = self._dec
             if dec is not None and dec.unconsumed_tail:
-                out = dec.decompress(dec.unconsumed_tail, CHUNK)
+                try:
+                    out = dec.decompress(dec.unconsumed_tail, CHUNK)
+                except Exception as exc:  # zlib.error / isal error
+                    raise LayerFormatError(f"corrupt gzip data: {exc}") from exc
             else:
                 data = self._next_input()
                 if not data:

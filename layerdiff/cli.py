@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import signal
 import sys
 import time
@@ -20,7 +21,8 @@ from .analyses.why import why_path
 from .archive import Image, open_image
 from .cache import LayerCache, default_cache_dir
 from .config import budgets_from, load_settings
-from .errors import LayerdiffError, UsageError
+from .blobs import DEFAULT_MAX_SIZE
+from .errors import LayerdiffError, OutputError, UsageError
 from .inspect import inspect_image, merged_view
 from .output import atomic_output, check_outputs, same_file
 from .tree import MergedView
@@ -38,7 +40,7 @@ class ExitCode(enum.IntEnum):
 
 
 def _parse_size(text: str | None) -> int | None:
-    if text is None:
+    if text is None or text.strip().lower() in ("none", "unlimited"):
         return None
     units = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6,
              "g": 10**9, "gb": 10**9, "t": 10**12, "tb": 10**12,
@@ -116,7 +118,9 @@ _image_options = [
                  help="Which platform of a multi-platform index "
                       "(default: the host's)."),
     click.option("--max-size", metavar="SIZE",
-                 help="Refuse a layer that decompresses to more than SIZE."),
+                 default=f"{DEFAULT_MAX_SIZE >> 30}GiB", show_default=True,
+                 help="Refuse a layer that decompresses to more than SIZE "
+                      "('none' for no limit)."),
     click.option("-j", "--jobs", type=click.IntRange(1, 256), default=None,
                  help="Worker processes for reading layers (default: all cores)."),
     click.option("--cache", "cache_dir", metavar="DIR", envvar="LAYERDIFF_CACHE",
@@ -176,6 +180,48 @@ def image_options(func=None, *, size_limit: bool = True):
     return decorate(func) if func is not None else decorate
 
 
+# Characters a hostile entry name may carry that must not reach a terminal
+# or a file raw: C0 controls but newline and tab (JSON already escapes
+# those inside strings), DEL, C1 controls, and the lone surrogates that
+# stand for bytes that are not UTF-8 and cannot be encoded.
+_UNPRINTABLE = re.compile("[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f\\ud800-\\udfff]")
+
+
+def _escape(match: re.Match) -> str:
+    # A \uXXXX escape reads the same in a table and is valid inside a JSON
+    # string, where json.loads turns it back into the same name.
+    return f"\\u{ord(match.group()):04x}"
+
+
+def _check_output(output: str | None, sources) -> None:
+    """Refuse, before any work, an output that would overwrite an input."""
+    if output not in (None, "-") and same_file(output, list(sources)):
+        raise OutputError(
+            "the output would overwrite an input or be written inside one",
+            source=output,
+            hint="choose an output path outside the inputs",
+        )
+
+
+def _emit(text: str | bytes, output: str | None) -> None:
+    """Write a report to stdout (no ``output``, or ``-``), or atomically to it."""
+    if isinstance(text, str):
+        text = _UNPRINTABLE.sub(_escape, text)
+    if output is None or output == "-":
+        click.echo(text if isinstance(text, str) else text.decode(), nl=False)
+        return
+    with atomic_output(output) as handle:
+        handle.write(text.encode() if isinstance(text, str) else text)
+
+
+_output_option = click.option(
+    "-o",
+    "--output",
+    metavar="FILE",
+    help="Write the report to FILE, not stdout ('-': stdout).",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="layerdiff")
 @click.option("-v", "--verbose", count=True, help="-v for INFO logs, -vv for DEBUG.")
@@ -188,10 +234,12 @@ def main(verbose: int) -> None:
 @click.argument("sources", nargs=-1, required=True, metavar="IMAGE [LAYER...]")
 @click.option("--layer", type=int, help="Show the changes of layer N (1 = bottom).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_output_option
 @image_options
 def inspect(
-    sources, layer, as_json, image, platform, max_size, jobs, cache_dir, no_cache
-) -> None:
+    sources, layer, as_json, output, image, platform, max_size, jobs, cache_dir,
+    no_cache,
+) -> None:  # fmt: skip
     """Show every layer: history step, sizes, changes and waste.
 
     IMAGE is a docker save archive, an OCI layout (directory or tar) or,
@@ -202,6 +250,7 @@ def inspect(
       layerdiff inspect app.tar
       layerdiff inspect app.tar --layer 3
     """
+    _check_output(output, sources)
     with _opened(sources, image, platform, _parse_size(max_size)) as img:
         index = _layer_index(img, layer)
         progress = _Progress("reading layers")
@@ -219,11 +268,11 @@ def inspect(
         data = render.inspect_json(report)
         if index is not None:
             data["layers"] = [data["layers"][index]]
-        click.echo(render.to_json(data), nl=False)
+        _emit(render.to_json(data), output)
     elif index is not None:
-        click.echo(render.render_layer(report, report.layers[index]), nl=False)
+        _emit(render.render_layer(report, report.layers[index]), output)
     else:
-        click.echo(render.render_inspect(report), nl=False)
+        _emit(render.render_inspect(report), output)
 
 
 @main.command()
@@ -232,10 +281,12 @@ def inspect(
     "--layer", type=int, help="List the merged view as of layer N (default: the top)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@_output_option
 @image_options
 def files(
-    sources, layer, as_json, image, platform, max_size, jobs, cache_dir, no_cache
-) -> None:
+    sources, layer, as_json, output, image, platform, max_size, jobs, cache_dir,
+    no_cache,
+) -> None:  # fmt: skip
     """List the files of the merged view, with the layer each comes from.
 
     \b
@@ -243,6 +294,7 @@ def files(
       layerdiff files app.tar
       layerdiff files app.tar --layer 2 --json
     """
+    _check_output(output, sources)
     with _opened(sources, image, platform, _parse_size(max_size)) as img:
         index = _layer_index(img, layer)
         progress = _Progress("reading layers")
@@ -258,21 +310,12 @@ def files(
         finally:
             progress.close()
     if as_json:
-        click.echo(render.to_json(render.files_json(view)), nl=False)
+        _emit(render.to_json(render.files_json(view)), output)
     else:
-        click.echo(render.render_files(view), nl=False)
+        _emit(render.render_files(view), output)
 
 
 # --- Audit, budgets, comparison and provenance -------------------------------
-
-
-def _emit(text: str | bytes, output: str | None) -> None:
-    """Write a report to stdout (no ``output``, or ``-``), or atomically to it."""
-    if output is None or output == "-":
-        click.echo(text if isinstance(text, str) else text.decode(), nl=False)
-        return
-    with atomic_output(output) as handle:
-        handle.write(text.encode() if isinstance(text, str) else text)
 
 
 def _one_format(**flags: bool) -> str | None:
@@ -307,12 +350,6 @@ def _inspected(sources, image, platform, max_size, jobs, cache=None):
     return report, view
 
 
-_output_option = click.option(
-    "-o",
-    "--output",
-    metavar="FILE",
-    help="Write the report to FILE, not stdout ('-': stdout).",
-)
 _sources_argument = click.argument(
     "sources", nargs=-1, required=True, metavar="IMAGE [LAYER...]"
 )
@@ -357,6 +394,7 @@ def audit(
       layerdiff audit app.tar --fail-on warning --sarif -o audit.sarif
     """
     fmt = _one_format(json=as_json, sarif=sarif, markdown=markdown)
+    _check_output(output, sources)
     settings = load_settings(config_path)
     fail_on = fail_on or settings.fail_on or "error"
     threshold = _parse_size(large) if large else settings.large or DEFAULT_LARGE
@@ -436,6 +474,7 @@ def check(
       layerdiff check app.tar --baseline base.json --max-growth 5% --junit r.xml
     """
     fmt = _one_format(json=as_json, markdown=markdown)
+    _check_output(output, sources)
     settings = load_settings(config_path)
     given = budgets_from(
         {
@@ -608,9 +647,9 @@ def why(
     )
     result = why_path(report, view, path)
     if as_json:
-        click.echo(render.to_json(render.why_json(report, result)), nl=False)
+        _emit(render.to_json(render.why_json(report, result)), None)
     else:
-        click.echo(render.render_why(report, result), nl=False)
+        _emit(render.render_why(report, result), None)
 
 
 # --- Container upper dirs: changes and commit ----------------------------------
@@ -696,9 +735,9 @@ def changes(upper, merged, base, lowers, volumes, binds, inspect_file, keep_stub
         container.close()
     if as_json:
         data = [row.to_json() for row in rows]
-        click.echo(render.to_json(data), nl=False)
+        _emit(render.to_json(data), None)
     else:
-        click.echo(render.render_changes(rows, plan.lower_known), nl=False)
+        _emit(render.render_changes(rows, plan.lower_known), None)
     lost = [row for row in rows if row.loses_content]
     if fail_on_uncommitted and lost:
         sys.exit(ExitCode.FINDINGS)
@@ -779,12 +818,11 @@ def commit(upper, merged, base, lowers, volumes, binds, inspect_file, keep_stubs
         container.close()
     data = render.commit_json(result)
     if json_out == "-":
-        click.echo(render.to_json(data), nl=False)
+        _emit(render.to_json(data), None)
     else:
         if json_out:
-            with atomic_output(json_out) as handle:
-                handle.write(render.to_json(data).encode())
-        click.echo(render.render_commit(result), nl=False)
+            _emit(render.to_json(data), json_out)
+        _emit(render.render_commit(result), None)
     if verify and result.problems:
         sys.exit(ExitCode.FINDINGS)
 
@@ -812,7 +850,12 @@ def run() -> None:
         click.echo("layerdiff: interrupted", err=True)
         sys.exit(ExitCode.INTERRUPTED)
     except click.ClickException as exc:
-        exc.show()
+        # One line, like every other error, and a hint where click has one.
+        message = " ".join(exc.format_message().split())
+        click.echo(f"layerdiff: {message}", err=True)
+        context = getattr(exc, "ctx", None)
+        if context is not None:
+            click.echo(f"  see '{context.command_path} --help'", err=True)
         sys.exit(ExitCode.ERROR)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -18,7 +18,7 @@ from typing import BinaryIO
 from . import paths
 from .blobs import HashingReader, LayerStream, sniff
 from .errors import ArchiveFormatError, LayerdiffError, UnsafePathError
-from .tarread import BLOCK, _number, _parse_pax, _text
+from .tarread import BLOCK, EXTENDED_LIMIT, _number, _parse_pax, _text
 
 __all__ = ["BlobLocation", "Container", "open_container"]
 
@@ -154,9 +154,12 @@ def _index_directory(root: str) -> Container:
             if os.path.commonpath([real_root, real]) != real_root:
                 continue  # a symlink out of the layout is never followed
             try:
-                size = os.stat(real).st_size
+                info = os.stat(real)
             except OSError:
                 continue
+            if not stat.S_ISREG(info.st_mode):
+                continue  # a fifo or device could block or never end
+            size = info.st_size
             rel = os.path.relpath(full, root).replace(os.sep, "/")
             files[rel] = BlobLocation(real, 0, size)
     return Container(root, files)
@@ -207,6 +210,11 @@ def _walk_headers(
                 f"{length} bytes of content, past the end of the file"
             )
         if typeflag in "xgL":
+            if length > EXTENDED_LIMIT:
+                raise ArchiveFormatError(
+                    f"extended tar header of {length} bytes is larger than the "
+                    f"{EXTENDED_LIMIT >> 10} KiB allowed"
+                )
             data = handle.read(length)
             if typeflag == "x":
                 pax = dict(_parse_pax(data))

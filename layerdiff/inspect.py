@@ -12,9 +12,17 @@ from . import paths
 from .archive import Image, LayerRef
 from .cache import LayerCache
 from .classify import apply_layer
-from .errors import LayerdiffError
+from .errors import DigestMismatchError, LayerdiffError, LayerFormatError
 from .layer import read_changeset
-from .model import Changeset, Finding, ImageReport, LayerReport, Severity, Waste
+from .model import (
+    Changeset,
+    ChangeList,
+    Finding,
+    ImageReport,
+    LayerReport,
+    Severity,
+    Waste,
+)
 from .text import counted
 from .tree import MergedView
 
@@ -34,26 +42,33 @@ def _read_one(
 ) -> tuple[Changeset, bool]:
     """Read one layer, or take it from the cache; tell which it was."""
     assert ref.location is not None
-    cache = LayerCache(cache_dir) if cache_dir is not None else None
-    if cache is not None and ref.diff_id:
-        with ref.location.open() as handle:
-            cached = cache.lookup(
-                handle,
-                diff_id=ref.diff_id,
-                digest=ref.digest,
-                blob_size=ref.location.size,
-                max_size=max_size,
-            )
-        if cached is not None:
-            return cached, True
-    with ref.location.open() as handle:
-        changeset = read_changeset(
-            handle,
-            digest=ref.digest,
-            diff_id=ref.diff_id,
-            max_size=max_size,
-            blob_size=ref.location.size,
+    if ref.size is not None and ref.size != ref.location.size:
+        raise DigestMismatchError(
+            f"blob is {ref.location.size} bytes, the manifest says {ref.size}"
         )
+    try:
+        cache = LayerCache(cache_dir) if cache_dir is not None else None
+        if cache is not None and ref.diff_id:
+            with ref.location.open() as handle:
+                cached = cache.lookup(
+                    handle,
+                    diff_id=ref.diff_id,
+                    digest=ref.digest,
+                    blob_size=ref.location.size,
+                    max_size=max_size,
+                )
+            if cached is not None:
+                return cached, True
+        with ref.location.open() as handle:
+            changeset = read_changeset(
+                handle,
+                digest=ref.digest,
+                diff_id=ref.diff_id,
+                max_size=max_size,
+                blob_size=ref.location.size,
+            )
+    except OSError as exc:
+        raise LayerFormatError(f"cannot read the layer: {exc.strerror}") from exc
     if cache is not None and ref.diff_id:
         cache.store(changeset)
     return changeset, False
@@ -98,6 +113,7 @@ def read_layers(
                     pass
                 elif executor is not None:
                     changeset, hit = futures[position].result()
+                    futures[position] = None  # the caller owns it now
                 else:
                     changeset, hit = _read_one(ref, max_size, cache_dir)
                 if changeset is not None and cache is not None:
@@ -107,7 +123,8 @@ def read_layers(
                         cache.misses += 1
             except LayerdiffError as exc:
                 raise exc.located(
-                    source=img.source,
+                    # a stack of bare layers is named by the layer's own file
+                    source=ref.name if img.format == "layers" else img.source,
                     layer=position,
                     layer_count=len(refs),
                     layer_digest=ref.digest or ref.diff_id,
@@ -117,6 +134,7 @@ def read_layers(
             if progress is not None:
                 progress(done, total)
             yield ref, changeset
+            changeset = None  # freed once the caller has applied it
     finally:
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
@@ -127,7 +145,7 @@ _VOLUME_STEP = re.compile(r"(?:^|\s)VOLUME\s+(.*)$")
 
 def declared_volumes(created_by: str | None) -> list[str]:
     """Return the paths a Dockerfile VOLUME history step declares."""
-    if not created_by:
+    if not created_by or not isinstance(created_by, str):
         return []
     match = _VOLUME_STEP.search(created_by.strip())
     if not match:
@@ -138,7 +156,15 @@ def declared_volumes(created_by: str | None) -> list[str]:
         items = re.split(r"[,\s]+", text)
     else:
         items = text.split()
-    return [paths.normalize(i.strip("\"'")) for i in items if i.strip("\"'")]
+    volumes = []
+    for item in items:
+        try:
+            path = paths.normalize(item.strip("\"'"))
+        except LayerdiffError:
+            continue  # a path out of the root names no volume we can check
+        if path:
+            volumes.append(path)
+    return volumes
 
 
 def _volume_steps(img: Image) -> list[tuple[int, list[str]]]:
@@ -214,7 +240,11 @@ def inspect_image(
             e.size for e in changeset.entries if e.type.value == "file"
         )
         changes, findings = apply_layer(view, changeset, ref.index)
-        report.changes = changes
+        for entry in changeset.entries:
+            # The view's inodes hold each digest in 32 bytes; its entries
+            # need not keep the hex form as well.
+            entry.sha256 = None
+        report.changes = ChangeList(changes)
         for finding in changeset.findings + findings:
             finding.layer = ref.index
         report.findings = changeset.findings + findings

@@ -7,7 +7,13 @@ from typing import BinaryIO
 
 from . import paths, whiteout
 from .blobs import HashingReader, LayerStream
-from .errors import DigestMismatchError, LayerdiffError, short_digest
+from .errors import (
+    DigestMismatchError,
+    LayerdiffError,
+    LayerFormatError,
+    UnsafePathError,
+    short_digest,
+)
 from .model import Changeset, Entry, EntryType, Finding, Severity
 from .tarread import TarMember, read_tar
 
@@ -41,7 +47,8 @@ def read_changeset(
     """
     reader = HashingReader(blob, limit=blob_size)
     stream = LayerStream(reader, max_size=max_size)
-    changeset = changeset_from_members(read_tar(stream.read_chunk))
+    members = read_tar(stream.read_chunk, max_size=max_size)
+    changeset = changeset_from_members(members)
     stream.drain()
     changeset.compression = stream.compression
     changeset.digest = reader.digest()
@@ -73,34 +80,70 @@ def read_changeset(
     return changeset
 
 
-def entry_from_member(member: TarMember, path: str) -> Entry:
-    """Turn a tar member into an entry at an already normalised path."""
+def entry_from_member(
+    member: TarMember, path: str, shared: dict | None = None
+) -> Entry:
+    """Turn a tar member into an entry at an already normalised path.
+
+    ``shared`` maps values to one object per value: modes, owners, times
+    and owner names repeat across a layer, and a merged view of a million
+    entries keeps them all, so equal values are stored once.
+    """
     kind = _ENTRY_TYPES[member.typeflag]
     linkname = member.linkname
     if kind is EntryType.HARDLINK:
-        linkname = paths.normalize(linkname)
+        try:
+            linkname = paths.normalize(linkname)
+        except UnsafePathError as exc:
+            raise UnsafePathError(
+                f"hard link target {linkname!r} would escape the root",
+                entry=member.name,
+            ) from exc
+    one = ({} if shared is None else shared).setdefault
     return Entry(
         path=path,
         type=kind,
-        mode=member.mode,
-        uid=member.uid,
-        gid=member.gid,
+        mode=one(member.mode, member.mode),
+        uid=one(member.uid, member.uid),
+        gid=one(member.gid, member.gid),
         size=member.size if kind is EntryType.FILE else 0,
-        mtime=member.mtime,
+        mtime=one(member.mtime, member.mtime),
         linkname=linkname,
         sha256=member.sha256,
         xattrs=member.xattrs,
         devmajor=member.devmajor,
         devminor=member.devminor,
-        uname=member.uname,
-        gname=member.gname,
+        uname=one(member.uname, member.uname),
+        gname=one(member.gname, member.gname),
     )
+
+
+def _whiteout_meaning(member: TarMember, path: str) -> tuple[str, str] | None:
+    """Return what a name with ``.wh.`` in it means, refusing impossible ones.
+
+    A whiteout or opaque marker is an empty regular file by the layer
+    rules; as a directory, symlink or device, or with entries below it, it
+    could only be extracted as a real file of a reserved name. Hard links
+    are accepted: a tar writer may link whiteouts that share one inode, as
+    overlayfs whiteouts do.
+    """
+    parent = paths.parent(path)
+    if any(p.startswith(whiteout.WH_PREFIX) for p in parent.split("/")):
+        raise LayerFormatError("entry lies inside a whiteout or opaque marker")
+    marker = whiteout.parse_name(path)
+    if marker is not None and marker[0] != "reserved" and member.typeflag not in "01":
+        raise LayerFormatError(
+            "a whiteout or opaque marker must be a regular file, this is "
+            f"a {_ENTRY_TYPES[member.typeflag].value}"
+        )
+    return marker
 
 
 def changeset_from_members(members) -> Changeset:
     """Sort tar members of an image layer into entries and whiteouts."""
     changeset = Changeset()
     entries = changeset.entries
+    shared: dict = {}
     for member in members:
         try:
             path = paths.normalize(member.name)
@@ -108,9 +151,9 @@ def changeset_from_members(members) -> Changeset:
                 continue  # the root's own entry; its metadata is not a change
             marker = None
             if ".wh." in path:
-                marker = whiteout.parse_name(path)
+                marker = _whiteout_meaning(member, path)
             if marker is None:
-                entries.append(entry_from_member(member, path))
+                entries.append(entry_from_member(member, path, shared))
                 continue
         except LayerdiffError as exc:
             raise exc.located(entry=member.name)

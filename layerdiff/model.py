@@ -29,6 +29,8 @@ baseline       recorded sizes of an earlier build, for growth checks.
 from __future__ import annotations
 
 import enum
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +40,7 @@ __all__ = [
     "Changeset",
     "ChangeKind",
     "Change",
+    "ChangeList",
     "Severity",
     "Finding",
     "Waste",
@@ -182,6 +185,77 @@ class Change:
         }
 
 
+_KINDS = list(ChangeKind)
+_TYPES: list[EntryType | None] = [None, *EntryType]
+_REASONS: list[str | None] = [None, "content", "metadata", "type"]
+
+
+class ChangeList(Sequence[Change]):
+    """The changes of one layer, stored as columns.
+
+    A layer of an image may change a million paths, and a report keeps
+    every layer's changes. Stored as Change objects they would cost about
+    a hundred bytes each; here each costs its path (shared with the merged
+    view) and a few array slots. Items are Change objects made on access.
+    """
+
+    __slots__ = ("_paths", "_codes", "_numbers")
+
+    def __init__(self, changes: Iterable[Change] = ()) -> None:
+        self._paths: list[str] = []
+        self._codes = bytearray()  # kind, type and reason: 3 bytes a change
+        self._numbers = array("q")  # size, hidden and hidden_bytes
+        for change in changes:
+            self.append(change)
+
+    def append(self, change: Change) -> None:
+        self._paths.append(change.path)
+        self._codes += bytes(
+            (
+                _KINDS.index(change.kind),
+                _TYPES.index(change.type),
+                _REASONS.index(change.reason),
+            )
+        )
+        self._numbers.extend((change.size, change.hidden, change.hidden_bytes))
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def _make(self, index: int) -> Change:
+        kind, kind_type, reason = self._codes[3 * index : 3 * index + 3]
+        size, hidden, hidden_bytes = self._numbers[3 * index : 3 * index + 3]
+        return Change(
+            self._paths[index],
+            _KINDS[kind],
+            _TYPES[kind_type],
+            _REASONS[reason],
+            size,
+            hidden,
+            hidden_bytes,
+        )
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self._make(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("change index out of range")
+        return self._make(index)
+
+    def __iter__(self) -> Iterator[Change]:
+        return map(self._make, range(len(self._paths)))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (ChangeList, list)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"ChangeList({list(self)!r})"
+
+
 class Severity(str, enum.Enum):
     INFO = "info"
     WARNING = "warning"
@@ -258,7 +332,7 @@ class LayerReport:
     created_by: str | None = None
     created: str | None = None
     comment: str | None = None
-    changes: list[Change] = field(default_factory=list)
+    changes: Sequence[Change] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     waste: Waste = field(default_factory=Waste)
     file_bytes: int = 0

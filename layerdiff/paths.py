@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from .errors import UnsafePathError
 
-__all__ = ["normalize", "parent", "basename", "join", "display"]
+__all__ = ["normalize", "parent", "basename", "join", "display", "MAX_PATH"]
+
+# Linux's PATH_MAX. A longer name cannot be opened as one path, and a name of
+# thousands of components would make its implied parents cost memory in
+# proportion to the square of its length.
+MAX_PATH = 4096
 
 
 def normalize(name: str) -> str:
@@ -20,6 +25,12 @@ def normalize(name: str) -> str:
     """
     if "\x00" in name:
         raise UnsafePathError("entry name contains a NUL byte", entry=name)
+    if len(name) > MAX_PATH:
+        raise UnsafePathError(
+            f"entry name is {len(name)} characters, longer than the "
+            f"{MAX_PATH} a path may have",
+            entry=name[:64] + "...",
+        )
     parts = []
     for part in name.split("/"):
         if part in ("", "."):

@@ -176,8 +176,8 @@ def _config_summary(config: dict[str, Any]) -> dict[str, Any]:
         "env": runtime.get("Env"),
         "workdir": runtime.get("WorkingDir") or None,
         "user": runtime.get("User") or None,
-        "volumes": sorted(runtime.get("Volumes") or {}) or None,
-        "exposed_ports": sorted(runtime.get("ExposedPorts") or {}) or None,
+        "volumes": _keys(runtime.get("Volumes")),
+        "exposed_ports": _keys(runtime.get("ExposedPorts")),
         "labels": runtime.get("Labels") or None,
     }
 
@@ -208,8 +208,13 @@ def inspect_json(report: ImageReport, *, with_changes: bool = True) -> dict[str,
     }
 
 
+def _keys(value: Any) -> list[str] | None:
+    """Return the sorted keys of a config map such as Volumes, or None."""
+    return sorted(value) if isinstance(value, dict) and value else None
+
+
 def _step(text: str | None, width: int = 60) -> str:
-    if not text:
+    if not text or not isinstance(text, str):
         return ""
     text = " ".join(text.split())
     for noise in ("/bin/sh -c #(nop) ", "/bin/sh -c "):

@@ -11,13 +11,17 @@ import hashlib
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from .errors import LayerFormatError
+from .errors import LayerdiffError, LayerFormatError, SizeLimitError
 
 __all__ = ["TarMember", "read_tar", "BLOCK"]
 
 BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)
 _ZEROS = bytes(1 << 16)
+# PAX and GNU long-name headers are held in memory; real ones are a few
+# kilobytes. The tar reader of the Go standard library, which docker and
+# containerd use, refuses them past 1 MiB, so no image they accept is lost.
+EXTENDED_LIMIT = 1 << 20
 
 
 @dataclass(slots=True)
@@ -151,20 +155,26 @@ _TYPES = {
 
 
 def read_tar(
-    read_chunk: Callable[[], bytes], *, hash_content: bool = True
+    read_chunk: Callable[[], bytes],
+    *,
+    hash_content: bool = True,
+    max_size: int | None = None,
 ) -> Iterator[TarMember]:
     """Yield the members of a tar stream given as a chunk source.
 
     Member content is hashed (sha256 of the file as extracted, holes of a
     sparse file included) and skipped. After the end-of-archive blocks the
     rest of the stream is read too, so that a caller's digests cover it.
-    Raises LayerFormatError on a truncated stream or a corrupt header.
+    Raises LayerFormatError on a truncated stream or a corrupt header, and
+    SizeLimitError when the holes of sparse files would expand past
+    ``max_size`` bytes.
     """
     reader = _Reader(read_chunk)
     global_pax: dict[str, bytes] = {}
     local_pax: list[tuple[str, bytes]] = []
     long_name: str | None = None
     long_link: str | None = None
+    holes = 0
     while True:
         offset = reader.offset
         header = reader.read(BLOCK)
@@ -190,9 +200,17 @@ def read_tar(
                     "(not a tar stream, or corrupt)"
                 )
         typeflag = chr(header[156])
-        size = _number(header[124:136], "size")
+        try:
+            size = _number(header[124:136], "size")
+        except LayerdiffError as exc:
+            raise exc.located(entry=long_name or _text(header[0:100]))
         padded = (size + BLOCK - 1) // BLOCK * BLOCK
         if typeflag in "xgLK":
+            if size > EXTENDED_LIMIT:
+                raise LayerFormatError(
+                    f"extended header of {size} bytes at offset {offset} is "
+                    f"larger than the {EXTENDED_LIMIT >> 10} KiB allowed"
+                )
             data = reader.read(padded)
             if data is None:
                 raise LayerFormatError("tar stream ends inside an extended header")
@@ -222,56 +240,70 @@ def read_tar(
                 f"unsupported tar entry type {typeflag!r} at offset {offset}",
                 entry=long_name or pax_text(pax, "path") or name,
             )
-        member = TarMember(
-            name=long_name or name,
-            typeflag=kind,
-            mode=_number(header[100:108], "mode") & 0o7777,
-            uid=_number(header[108:116], "uid"),
-            gid=_number(header[116:124], "gid"),
-            size=size,
-            mtime=_number(header[136:148], "mtime"),
-            linkname=long_link or _text(header[157:257]),
-            uname=_text(header[265:297]),
-            gname=_text(header[297:329]),
-            devmajor=_number(header[329:337], "devmajor") if kind in "34" else 0,
-            devminor=_number(header[337:345], "devminor") if kind in "34" else 0,
-            xattrs=None,
-            sha256=None,
-            offset=offset,
-        )
-        if pax:
-            _apply_pax(member, pax, local_pax)
-        sparse = None
-        if typeflag == "S":
-            sparse = _gnu_sparse_map(header, reader, member)
-        elif (
-            "GNU.sparse.major" in pax
-            or "GNU.sparse.map" in pax
-            or any(key == "GNU.sparse.offset" for key, _ in local_pax)
-        ):
-            sparse = _pax_sparse_map(pax, local_pax, reader, member)
-        local_pax = []
-        long_name = long_link = None
-        if kind == "0":
-            stored_size = member.size if sparse is None else sparse[0]
-            if hash_content:
-                digest = hashlib.sha256()
-                if sparse is None:
-                    ok = reader.consume(stored_size, digest.update)
-                else:
-                    ok = _hash_sparse(reader, sparse[1], member.size, digest)
-                member.sha256 = digest.hexdigest()
-            else:
-                ok = reader.consume(stored_size, None)
-            ok = ok and reader.consume((-stored_size) % BLOCK, None)
-        else:
-            ok = reader.consume(padded, None)
-            member.size = 0 if kind != "1" else member.size
-        if not ok:
-            raise LayerFormatError(
-                "tar stream is truncated inside the content of this entry",
-                entry=member.name,
+        entry_name = long_name or pax_text(pax, "path") or name
+        try:
+            member = TarMember(
+                name=long_name or name,
+                typeflag=kind,
+                mode=_number(header[100:108], "mode") & 0o7777,
+                uid=_number(header[108:116], "uid"),
+                gid=_number(header[116:124], "gid"),
+                size=size,
+                mtime=_number(header[136:148], "mtime"),
+                linkname=long_link or _text(header[157:257]),
+                uname=_text(header[265:297]),
+                gname=_text(header[297:329]),
+                devmajor=_number(header[329:337], "devmajor") if kind in "34" else 0,
+                devminor=_number(header[337:345], "devminor") if kind in "34" else 0,
+                xattrs=None,
+                sha256=None,
+                offset=offset,
             )
+            if pax:
+                _apply_pax(member, pax, local_pax)
+            sparse = None
+            if typeflag == "S":
+                sparse = _gnu_sparse_map(header, reader, member)
+            elif (
+                "GNU.sparse.major" in pax
+                or "GNU.sparse.map" in pax
+                or any(key == "GNU.sparse.offset" for key, _ in local_pax)
+            ):
+                sparse = _pax_sparse_map(pax, local_pax, reader, member)
+            if sparse is not None:
+                # Holes cost no bytes in the stream but are hashed as zeros:
+                # they count against the same limit as decompressed bytes.
+                holes += max(member.size - sparse[0], 0)
+                if max_size is not None and holes > max_size:
+                    raise SizeLimitError(
+                        f"sparse files expand to more than {max_size} bytes "
+                        "(the --max-size limit)",
+                        hint="raise the limit with --max-size if the layer is trusted",
+                    )
+            local_pax = []
+            long_name = long_link = None
+            if kind == "0":
+                stored_size = member.size if sparse is None else sparse[0]
+                if hash_content:
+                    digest = hashlib.sha256()
+                    if sparse is None:
+                        ok = reader.consume(stored_size, digest.update)
+                    else:
+                        ok = _hash_sparse(reader, sparse[1], member.size, digest)
+                    member.sha256 = digest.hexdigest()
+                else:
+                    ok = reader.consume(stored_size, None)
+                ok = ok and reader.consume((-stored_size) % BLOCK, None)
+            else:
+                ok = reader.consume(padded, None)
+                member.size = 0 if kind != "1" else member.size
+            if not ok:
+                raise LayerFormatError(
+                    "tar stream is truncated inside the content of this entry",
+                    entry=member.name,
+                )
+        except LayerdiffError as exc:
+            raise exc.located(entry=entry_name)
         yield member
 
 
@@ -296,7 +328,7 @@ def _apply_pax(
         elif key == "mtime":
             try:
                 member.mtime = int(float(value))
-            except ValueError:
+            except (ValueError, OverflowError):  # also "nan" and "inf"
                 raise LayerFormatError("PAX mtime is not a number") from None
         elif key == "uname":
             member.uname = value.decode("utf-8", "surrogateescape")
@@ -359,7 +391,7 @@ def _pax_sparse_map(
             used += BLOCK
             text = block.split(b"\x00", 1)[0]
             lines_text = text.split(b"\n")
-            lines.extend(int(x) for x in lines_text[:-1] if x)
+            lines.extend(_sparse_int(x) for x in lines_text[:-1] if x)
             if lines and len(lines) >= 1 + 2 * lines[0]:
                 break
             if b"\x00" in block and not lines_text[-1]:
@@ -368,15 +400,25 @@ def _pax_sparse_map(
         stored -= used
         real = pax.get("GNU.sparse.realsize")
     elif "GNU.sparse.map" in pax:
-        numbers = [int(x) for x in pax["GNU.sparse.map"].split(b",") if x]
+        numbers = [_sparse_int(x) for x in pax["GNU.sparse.map"].split(b",") if x]
         real = pax.get("GNU.sparse.size")
     else:
         keys = ("GNU.sparse.offset", "GNU.sparse.numbytes")
-        numbers = [int(v) for k, v in records if k in keys]
+        numbers = [_sparse_int(v) for k, v in records if k in keys]
         real = pax.get("GNU.sparse.size")
     if real is not None:
-        member.size = int(real)
+        member.size = _sparse_int(real)
     return stored, list(zip(numbers[0::2], numbers[1::2]))
+
+
+def _sparse_int(text: bytes) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise LayerFormatError(f"sparse map has a bad number: {text[:20]!r}") from None
+    if value < 0:
+        raise LayerFormatError("sparse map has a negative number")
+    return value
 
 
 def _hash_sparse(
@@ -393,6 +435,8 @@ def _hash_sparse(
     for offset, length in segments:
         if offset < position:
             raise LayerFormatError("sparse map segments overlap")
+        if offset + length > real_size:
+            raise LayerFormatError("sparse map segment lies past the end of the file")
         zeros(offset - position)
         if not reader.consume(length, digest.update):
             return False

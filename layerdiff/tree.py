@@ -16,14 +16,42 @@ from .model import Entry, EntryType, Waste
 __all__ = ["Inode", "Node", "MergedView"]
 
 
-@dataclass(slots=True)
 class Inode:
-    """File data shared by a regular file and its hard links."""
+    """File data shared by a regular file and its hard links.
 
-    size: int
-    layer: int
-    sha256: str | None
-    refs: int = 0
+    The content digest is kept as its 32 bytes, not as 64 hex digits: a
+    merged view holds one per file, and the hex form is only needed when
+    a report is written.
+    """
+
+    __slots__ = ("digest", "layer", "refs", "size")
+
+    def __init__(
+        self, size: int, layer: int, sha256: str | None, refs: int = 0
+    ) -> None:
+        self.size = size
+        self.layer = layer
+        self.sha256 = sha256
+        self.refs = refs
+
+    @property
+    def sha256(self) -> str | None:
+        """The sha256 of the content as hex digits, or None if unknown."""
+        digest = self.digest
+        return digest.hex() if isinstance(digest, bytes) else digest
+
+    @sha256.setter
+    def sha256(self, value: str | None) -> None:
+        try:
+            self.digest = bytes.fromhex(value) if value else value
+        except ValueError:  # not hex: kept as given
+            self.digest = value
+
+    def __repr__(self) -> str:
+        return (
+            f"Inode(size={self.size!r}, layer={self.layer!r}, "
+            f"sha256={self.sha256!r}, refs={self.refs!r})"
+        )
 
 
 @dataclass(slots=True)
@@ -51,9 +79,9 @@ class Node:
         if kind is EntryType.FILE:
             if self.inode is None or other.inode is None:
                 return False
-            return (self.inode.size, self.inode.sha256) == (
+            return (self.inode.size, self.inode.digest) == (
                 other.inode.size,
-                other.inode.sha256,
+                other.inode.digest,
             )
         if kind is EntryType.SYMLINK:
             return self.entry.linkname == other.entry.linkname

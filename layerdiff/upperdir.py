@@ -207,6 +207,8 @@ def _walk_directory(
             try:
                 st = os.lstat(full)
                 raw = _raw_from_stat(full, path, st)
+            except FileNotFoundError:
+                continue  # removed since the directory was listed: not there
             except OSError as exc:
                 raise LayerdiffError(
                     f"cannot read: {exc.strerror}", source=root, entry="/" + path
@@ -351,7 +353,10 @@ def read_upperdir(source: str, *, lower: MergedView | None = None) -> UpperDir:
                 changeset.whiteouts.append(raw.path)
             continue
         if base.startswith(whiteout.WH_PREFIX):
-            meaning = whiteout.parse_name(raw.path)
+            try:
+                meaning = whiteout.parse_name(raw.path)
+            except LayerdiffError as exc:
+                raise exc.located(source=source)
             assert meaning is not None
             kind, target = meaning
             if kind == "opaque":

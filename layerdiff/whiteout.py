@@ -11,6 +11,7 @@ xattr ``trusted.overlay.opaque`` (``user.overlay.opaque`` with userxattr).
 from __future__ import annotations
 
 from . import paths
+from .errors import UnsafePathError
 
 __all__ = [
     "WH_PREFIX",
@@ -34,8 +35,9 @@ def parse_name(path: str) -> tuple[str, str] | None:
 
     Returns None for an ordinary entry, ``("whiteout", target)`` for a
     whiteout, ``("opaque", directory)`` for an opaque marker and
-    ``("reserved", path)`` for any other ``.wh.`` name, including whiteouts
-    whose target would be ``.``, ``..`` or empty.
+    ``("reserved", path)`` for any other ``.wh.`` name. A whiteout of ``.``,
+    ``..`` or of nothing would delete its own directory or its parent, so
+    it raises UnsafePathError.
     """
     base = paths.basename(path)
     if not base.startswith(WH_PREFIX):
@@ -44,7 +46,13 @@ def parse_name(path: str) -> tuple[str, str] | None:
     if base == OPAQUE_NAME:
         return ("opaque", directory)
     target = base[len(WH_PREFIX) :]
-    if target.startswith(WH_PREFIX) or target in ("", ".", ".."):
+    if target in ("", ".", ".."):
+        what = repr(target) if target else "an empty name"
+        raise UnsafePathError(
+            f"whiteout of {what} would delete its own directory or its parent",
+            entry=path,
+        )
+    if target.startswith(WH_PREFIX):
         return ("reserved", path)
     return ("whiteout", paths.join(directory, target))
 

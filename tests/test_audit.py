@@ -156,7 +156,7 @@ def test_layer_rule_breaks_are_reported(tmp_path):
         .hardlink("link", "missing")
         .file("dup", b"1")
         .file("dup", b"22")
-        .file(".wh.", b"")
+        .file(".wh..wh.plnk", b"")
         .symlink("up", "../../etc/passwd")
     )
 
