@@ -23,7 +23,7 @@ from .cache import LayerCache, default_cache_dir
 from .config import budgets_from, load_settings
 from .blobs import DEFAULT_MAX_SIZE
 from .errors import LayerdiffError, OutputError, UsageError
-from .inspect import inspect_image, merged_view
+from .inspect import inspect_image
 from .output import atomic_output, check_outputs, same_file
 from .tree import MergedView
 
@@ -251,19 +251,18 @@ def inspect(
       layerdiff inspect app.tar --layer 3
     """
     _check_output(output, sources)
-    with _opened(sources, image, platform, _parse_size(max_size)) as img:
-        index = _layer_index(img, layer)
-        progress = _Progress("reading layers")
-        try:
-            report = inspect_image(
-                img,
-                max_size=_parse_size(max_size),
-                jobs=jobs,
-                progress=progress,
-                cache=_cache(cache_dir, no_cache),
-            )
-        finally:
-            progress.close()
+    report, _ = _inspected(
+        sources,
+        image,
+        platform,
+        _parse_size(max_size),
+        jobs,
+        _cache(cache_dir, no_cache),
+        layer=layer,
+    )
+    index = None
+    if layer is not None:  # already checked against the layer count
+        index = layer - 1 if layer > 0 else len(report.layers) + layer
     if as_json:
         data = render.inspect_json(report)
         if index is not None:
@@ -295,20 +294,16 @@ def files(
       layerdiff files app.tar --layer 2 --json
     """
     _check_output(output, sources)
-    with _opened(sources, image, platform, _parse_size(max_size)) as img:
-        index = _layer_index(img, layer)
-        progress = _Progress("reading layers")
-        try:
-            view = merged_view(
-                img,
-                upto=index,
-                max_size=_parse_size(max_size),
-                jobs=jobs,
-                progress=progress,
-                cache=_cache(cache_dir, no_cache),
-            )
-        finally:
-            progress.close()
+    _, view = _inspected(
+        sources,
+        image,
+        platform,
+        _parse_size(max_size),
+        jobs,
+        _cache(cache_dir, no_cache),
+        layer=layer,
+        upto=True,
+    )
     if as_json:
         _emit(render.to_json(render.files_json(view)), output)
     else:
@@ -327,13 +322,18 @@ def _one_format(**flags: bool) -> str | None:
     return chosen[0] if chosen else None
 
 
-def _inspected(sources, image, platform, max_size, jobs, cache=None):
-    """Open one image and return its inspect report and final merged view.
+def _inspected(
+    sources, image, platform, max_size, jobs, cache=None, *, layer=None, upto=False
+):
+    """Open one image and return its inspect report and merged view.
 
     ``sources`` is one archive or layout, or several bare layer tars.
+    ``layer`` (as the user numbers it) is checked before anything is read;
+    with ``upto`` the reading stops after that layer.
     """
     sources = [sources] if isinstance(sources, str) else list(sources)
     with _opened(sources, image, platform, max_size) as img:
+        index = _layer_index(img, layer)
         view = MergedView()
         progress = _Progress(f"reading {', '.join(sources)}")
         try:
@@ -344,6 +344,7 @@ def _inspected(sources, image, platform, max_size, jobs, cache=None):
                 progress=progress,
                 view=view,
                 cache=cache,
+                upto=index if upto else None,
             )
         finally:
             progress.close()
