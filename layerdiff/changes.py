@@ -157,7 +157,7 @@ def plan_commit(
         elif lower is None:
             kind, change = ADDED, ""
         else:
-            kind, change = CHANGED, _what_changed(lower, entry, size)
+            kind, change = CHANGED, _what_changed(upper, lower, entry, size)
         if path in cs.opaque_dirs:
             change = "opaque"
         committed, reason = _decide(
@@ -209,11 +209,13 @@ def plan_commit(
         whiteouts=[w for w in cs.whiteouts if w not in dropped],
         opaque_dirs=[d for d in cs.opaque_dirs if d not in dropped],
     )
-    _unlink_dropped(committed_cs, dropped, entries)
+    _unlink_dropped(upper, committed_cs, dropped, entries)
     return CommitPlan(upper, changes, committed_cs, base is not None)
 
 
-def _unlink_dropped(cs: Changeset, dropped: set[str], entries: dict[str, Entry]):
+def _unlink_dropped(
+    upper: UpperDir, cs: Changeset, dropped: set[str], entries: dict[str, Entry]
+):
     """Turn hard links whose target is left out into files with that data."""
     for index, entry in enumerate(cs.entries):
         if entry.type is EntryType.HARDLINK and entry.linkname in dropped:
@@ -221,16 +223,20 @@ def _unlink_dropped(cs: Changeset, dropped: set[str], entries: dict[str, Entry])
             replacement = copy.copy(entry)
             replacement.type = EntryType.FILE
             replacement.size = target.size
-            replacement.sha256 = target.sha256
+            replacement.sha256 = upper.sha256(target)
             replacement.linkname = ""
             cs.entries[index] = replacement
 
 
-def _what_changed(lower: Node, entry: Entry, size: int) -> str:
+def _what_changed(upper: UpperDir, lower: Node, entry: Entry, size: int) -> str:
     data_type = EntryType.FILE if entry.type is EntryType.HARDLINK else entry.type
     if lower.data_type is not data_type:
         return "type"
-    inode = Inode(size, -1, entry.sha256) if data_type is EntryType.FILE else None
+    inode = None
+    if data_type is EntryType.FILE:
+        # The content is read only when the sizes leave the question open.
+        digest = upper.sha256(entry) if lower.size == size else entry.sha256
+        inode = Inode(size, -1, digest)
     if not lower.same_content(Node(entry, -1, inode)):
         return "content"
     with_mtime = data_type is not EntryType.DIR
@@ -344,6 +350,7 @@ def lower_view(lower_dirs: list[str]) -> MergedView:
     view = MergedView()
     for index, directory in enumerate(reversed(lower_dirs)):
         layer = read_upperdir(directory, lower=view)
+        layer.hash_all()  # the view is compared with the upper dir's files
         apply_layer(view, layer.changeset, index)
     return view
 

@@ -10,6 +10,7 @@ the new layer into a docker save archive or an OCI layout tar.
 from __future__ import annotations
 
 import copy
+import errno
 import gzip
 import hashlib
 import io
@@ -19,7 +20,7 @@ import os
 import re
 import shlex
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, BinaryIO
@@ -31,6 +32,7 @@ from .errors import LayerdiffError, UsageError
 from .model import Changeset, Entry, EntryType
 from .output import atomic_output, check_outputs, replace, temporary_in
 from .tree import MergedView, Node
+from .upperdir import UpperDir
 
 __all__ = [
     "LayerResult",
@@ -60,6 +62,7 @@ _DIR_MEDIA = {
     "zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
 }
 _CHUNK = 1 << 20
+_NO_RANGE_COPY = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP)
 _LAST_SECOND = 253402300799  # 9999-12-31T23:59:59Z, the last RFC 3339 second
 
 
@@ -116,20 +119,124 @@ class _Hashing:
         return "sha256:" + self.sha.hexdigest()
 
 
-class _Reading:
-    """A file being copied into the layer, hashed as it is read."""
+_BLOCK = 512
+_RECORD = 20 * _BLOCK  # tarfile pads the archive to whole records
+_FLUSH = _CHUNK
+_TAR_PIECE = 16 * 1024  # tarfile's copy buffer
+_USTAR_TYPES = {
+    EntryType.FILE: tarfile.REGTYPE,
+    EntryType.DIR: tarfile.DIRTYPE,
+    EntryType.SYMLINK: tarfile.SYMTYPE,
+    EntryType.HARDLINK: tarfile.LNKTYPE,
+    EntryType.FIFO: tarfile.FIFOTYPE,
+}
+# The fields after linkname: magic, empty uname and gname, no device
+# numbers, no prefix, then the padding of the block.
+_USTAR_TAIL = tarfile.POSIX_MAGIC + bytes(32 + 32 + 8 + 8 + 155 + 12)
 
-    def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
-        self._hash = hashlib.sha256()
 
-    def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size)
-        self._hash.update(data)
-        return data
+def _ustar_header(name: str, entry: Entry | None, mtime: int) -> bytes | None:
+    """Return the header tarfile writes for a member that needs no PAX record.
 
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
+    None when the member needs one (a long or non-ASCII name or link, a
+    number too large for its field, xattrs) or is a device: tarfile builds
+    those. Both give the same bytes for what this builds.
+    """
+    if entry is None:
+        kind, mode, uid, gid, size, link = tarfile.REGTYPE, _WHITEOUT_MODE, 0, 0, 0, ""
+    else:
+        kind = _USTAR_TYPES.get(entry.type)
+        if kind is None or entry.xattrs:
+            return None
+        mode, uid, gid, link = entry.mode, entry.uid, entry.gid, entry.linkname
+        size = entry.size if kind == tarfile.REGTYPE else 0
+        if kind == tarfile.DIRTYPE and not name.endswith("/"):
+            name += "/"
+    if not (
+        len(name) <= 100
+        and len(link) <= 100
+        and name.isascii()
+        and link.isascii()
+        and 0 <= uid < 8**7
+        and 0 <= gid < 8**7
+        and 0 <= size < 8**11
+        and 0 <= mtime < 8**11
+    ):
+        return None
+    block = b"".join(
+        (
+            name.encode().ljust(100, b"\0"),
+            b"%07o\0%07o\0%07o\0%011o\0%011o\0        "
+            % (mode & 0o7777, uid, gid, size, mtime),
+            kind,
+            link.encode().ljust(100, b"\0"),
+            _USTAR_TAIL,
+        )
+    )
+    # The checksum counts its own field as eight spaces, as written above.
+    return b"%s%06o\0%s" % (block[:148], sum(block), block[155:])
+
+
+class _TarWriter:
+    """Writes tar members as tarfile does in PAX format.
+
+    A compressor's output depends on how its input is cut into writes, so
+    with one (``exact``) every write is the one tarfile would make: the
+    header, file data in pieces of tarfile's copy buffer, the padding.
+    Without one, writes are gathered into large ones.
+    """
+
+    def __init__(self, out: Callable[[Any], Any], *, exact: bool) -> None:
+        self.out = out
+        self.exact = exact
+        self.pending = bytearray()
+        self.offset = 0
+
+    def write(self, data) -> None:
+        self.offset += len(data)
+        if self.exact:
+            self.out(data)
+        elif len(data) >= _FLUSH:
+            self.flush()
+            self.out(data)
+        else:
+            self.pending += data
+            if len(self.pending) >= _FLUSH:
+                self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.out(self.pending)
+            self.pending = bytearray()
+
+    def header(self, name: str, entry: Entry | None, mtime: int) -> None:
+        block = _ustar_header(name, entry, mtime)
+        if block is None:
+            info = _tarinfo(name, entry, mtime)
+            block = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        self.write(block)
+
+    def pad(self) -> None:
+        """End a member's data at a block boundary."""
+        if self.offset % _BLOCK:
+            self.write(bytes(-self.offset % _BLOCK))
+
+    def close(self) -> None:
+        self.write(bytes(2 * _BLOCK))
+        if self.offset % _RECORD:
+            self.write(bytes(-self.offset % _RECORD))
+        self.flush()
+
+
+def _fill(handle: BinaryIO, view: memoryview) -> int:
+    """Read into all of ``view`` unless the file ends first; return the count."""
+    done = 0
+    while done < len(view):
+        count = handle.readinto(view[done:])
+        if not count:
+            break
+        done += count
+    return done
 
 
 def _compressor(compression: str, out: BinaryIO):
@@ -208,39 +315,28 @@ def write_layer(
     *,
     compression: str = "gzip",
     epoch: int | None = None,
+    keep_hashes: bool = False,
 ) -> LayerResult:
-    """Write the committed changeset of a plan as a layer blob to ``out``."""
+    """Write the committed changeset of a plan as a layer blob to ``out``.
+
+    Each file is read once. A file whose size, mtime or ctime differs from
+    its listing, or whose length or known hash differs from what was read,
+    changed while it was being committed: that is refused. With
+    ``keep_hashes``, the sha256 of each file's content is kept on its
+    entry (a verification compares them).
+    """
     blob = _Hashing(out)
     compressor = _compressor(compression, blob)
-    tar_out = _Hashing(compressor if compressor is not None else blob)
+    # Uncompressed, the blob is the tar: one hash gives digest and diff_id.
+    tar_out = _Hashing(compressor) if compressor is not None else blob
+    writer = _TarWriter(tar_out.write, exact=compressor is not None)
     members = _layer_members(plan, epoch)
-    upper = plan.upper
-    with tarfile.open(
-        fileobj=tar_out, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8"
-    ) as tar:
-        for name, entry, mtime in members:
-            info = _tarinfo(name, entry, mtime)
-            if entry is not None and entry.type is EntryType.FILE:
-                try:
-                    with upper.open(entry.path) as data:
-                        reading = _Reading(data)
-                        tar.addfile(info, reading)
-                        grew = bool(data.read(1))
-                except OSError as exc:
-                    raise LayerdiffError(
-                        f"cannot read: {exc}", source=upper.source, entry=entry.path
-                    ) from exc
-                if grew or (entry.sha256 and reading.hexdigest() != entry.sha256):
-                    # The layer would hold bytes that match neither the file
-                    # as it was listed nor as it is now.
-                    raise LayerdiffError(
-                        "the file changed while it was being read",
-                        source=upper.source,
-                        entry=entry.path,
-                        hint="commit again once the container is stopped",
-                    )
-            else:
-                tar.addfile(info)
+    buffer = memoryview(bytearray(_CHUNK))
+    for name, entry, mtime in members:
+        writer.header(name, entry, mtime)
+        if entry is not None and entry.type is EntryType.FILE:
+            _copy_file(plan.upper, entry, writer, buffer, keep_hashes)
+    writer.close()
     if compressor is not None:
         compressor.close()
     log.info(
@@ -257,6 +353,55 @@ def write_layer(
         compression=compression,
         entries=len(members),
     )
+
+
+def _copy_file(
+    upper: UpperDir,
+    entry: Entry,
+    writer: _TarWriter,
+    buffer: memoryview,
+    keep_hash: bool,
+) -> None:
+    """Copy one file's data into the layer, checking it did not change."""
+    hashing = keep_hash or entry.sha256 is not None
+    digest = hashlib.sha256() if hashing else None
+    left = entry.size
+    try:
+        with upper.open(entry.path) as data:
+            piece = _TAR_PIECE if writer.exact else len(buffer)
+            while left > 0:
+                want = min(left, piece)
+                count = _fill(data, buffer[:want])
+                if count:
+                    chunk = buffer[:count]
+                    if digest is not None:
+                        digest.update(chunk)
+                    writer.write(chunk)
+                left -= count
+                if count < want:
+                    break
+            grew = bool(data.read(1))
+            stamp = upper.stamps.get(entry.path)
+            if stamp is not None and not grew:
+                st = os.fstat(data.fileno())
+                grew = (st.st_size, st.st_mtime_ns, st.st_ctime_ns) != stamp
+    except OSError as exc:
+        raise LayerdiffError(
+            f"cannot read: {exc}", source=upper.source, entry=entry.path
+        ) from exc
+    found = digest.hexdigest() if digest is not None else None
+    if grew or left or (entry.sha256 is not None and found != entry.sha256):
+        # The layer would hold bytes that match neither the file as it was
+        # listed nor as it is now.
+        raise LayerdiffError(
+            "the file changed while it was being read",
+            source=upper.source,
+            entry=entry.path,
+            hint="commit again once the container is stopped",
+        )
+    if found is not None:
+        entry.sha256 = found
+    writer.pad()
 
 
 _CHANGE_KEYS = {
@@ -335,8 +480,10 @@ def _port(word: str, text: str) -> str:
     """Return an EXPOSE port as the config keys it: ``80/tcp``, ``53/udp``."""
     match = _PORT.fullmatch(word)
     numbers = [int(n) for n in match.group(1, 2) if n] if match else []
-    if not numbers or not all(1 <= n <= 65535 for n in numbers) or (
-        len(numbers) == 2 and numbers[0] > numbers[1]
+    if (
+        not numbers
+        or not all(1 <= n <= 65535 for n in numbers)
+        or (len(numbers) == 2 and numbers[0] > numbers[1])
     ):
         raise UsageError(
             f"--change {text!r}: {word!r} is not a port or port range "
@@ -456,6 +603,50 @@ def _add_file(tar: tarfile.TarFile, name: str, opener, size: int, mtime: int):
         tar.addfile(info, handle)
 
 
+def _copy_range(source: int, target: int, size: int) -> None:
+    """Copy ``size`` bytes from the start of ``source`` at ``target``'s offset.
+
+    In the kernel where it can (copy_file_range, else sendfile), so the
+    bytes of a large layer do not pass through this process.
+    """
+    done = 0
+    for call in (os.copy_file_range, os.sendfile, None):
+        try:
+            while done < size:
+                if call is None:
+                    chunk = os.pread(source, min(_CHUNK, size - done), done)
+                    count = os.write(target, chunk)
+                elif call is os.sendfile:
+                    count = os.sendfile(target, source, done, size - done)
+                else:
+                    count = call(source, target, size - done, offset_src=done)
+                if not count:
+                    raise OSError(f"{size - done} bytes short of {size}")
+                done += count
+            return
+        except OSError as exc:
+            if call is None or exc.errno not in _NO_RANGE_COPY:
+                raise
+
+
+def _add_blob(tar: tarfile.TarFile, name: str, path: str, size: int, mtime: int):
+    """Add the file at ``path`` as a member, copying its bytes in the kernel."""
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = mtime
+    info.mode = 0o644
+    header = info.tobuf(tar.format, tar.encoding, tar.errors)
+    out = tar.fileobj
+    out.write(header)
+    out.flush()
+    with open(path, "rb") as data:
+        _copy_range(data.fileno(), out.fileno(), size)
+    out.seek(0, os.SEEK_END)  # the buffered writer goes on after the copy
+    padding = -size % tarfile.BLOCKSIZE
+    out.write(bytes(padding))
+    tar.offset += len(header) + size + padding
+
+
 def _add_dir(tar: tarfile.TarFile, name: str, mtime: int) -> None:
     info = tarfile.TarInfo(name)
     info.type = tarfile.DIRTYPE
@@ -511,10 +702,10 @@ def write_image(
     """Write the base layers, the new layer and the config as one archive."""
     config_bytes = _json_bytes(config)
     config_digest = _sha(config_bytes)
-    layers = [(b.location.open, b.digest, b.size, b.compression) for b in base]
-    layers.append(
-        (lambda: open(layer_blob, "rb"), layer.digest, layer.size, layer.compression)
-    )
+    layers: list[tuple[Any, str, int, str]] = [
+        (b.location.open, b.digest, b.size, b.compression) for b in base
+    ]
+    layers.append((layer_blob, layer.digest, layer.size, layer.compression))
     blobs: dict[str, tuple[Any, int]] = {}
     for opener, digest, size, _ in layers:
         blobs.setdefault(digest, (opener, size))
@@ -561,6 +752,8 @@ def write_image(
                     _add_bytes(tar, name, config_bytes, created)
                 elif opener is None:
                     _add_bytes(tar, name, manifest_bytes, created)
+                elif isinstance(opener, str):
+                    _add_blob(tar, name, opener, size, created)
                 else:
                     _add_file(tar, name, opener, size, created)
             _add_bytes(tar, "index.json", _json_bytes(index), created)
@@ -571,7 +764,11 @@ def write_image(
             _add_dir(tar, "blobs", created)
             _add_dir(tar, "blobs/sha256", created)
             for digest, (opener, size) in sorted(blobs.items()):
-                _add_file(tar, "blobs/sha256/" + digest[7:], opener, size, created)
+                name = "blobs/sha256/" + digest[7:]
+                if isinstance(opener, str):
+                    _add_blob(tar, name, opener, size, created)
+                else:
+                    _add_file(tar, name, opener, size, created)
             config_name = "blobs/sha256/" + config_digest[7:]
             _add_bytes(tar, config_name, config_bytes, created)
             names = ["blobs/sha256/" + d[7:] for _, d, _, _ in layers]
@@ -587,13 +784,24 @@ def write_image(
 
 
 def layer_to_temp(
-    plan: CommitPlan, beside: str, *, compression: str, epoch: int | None
+    plan: CommitPlan,
+    beside: str,
+    *,
+    compression: str,
+    epoch: int | None,
+    keep_hashes: bool = False,
 ) -> tuple[str, LayerResult]:
     """Write the layer blob to a temporary file next to the output ``beside``."""
     fd, name = temporary_in(beside, suffix=".layer")
     try:
         with os.fdopen(fd, "wb") as handle:
-            result = write_layer(plan, handle, compression=compression, epoch=epoch)
+            result = write_layer(
+                plan,
+                handle,
+                compression=compression,
+                epoch=epoch,
+                keep_hashes=keep_hashes,
+            )
     except BaseException:
         os.unlink(name)
         raise
@@ -717,7 +925,10 @@ def commit_container(
     directory = os.path.dirname(os.path.abspath(output))
     problems: list[str] = []
 
-    blob, layer = layer_to_temp(plan, output, compression=compression, epoch=epoch)
+    # A verification compares the files' hashes with the image read back.
+    blob, layer = layer_to_temp(
+        plan, output, compression=compression, epoch=epoch, keep_hashes=verify
+    )
     try:
         if verify:
             again, second = layer_to_temp(
@@ -762,8 +973,8 @@ def commit_container(
                 raise
         if layer_out and not problems:
             with atomic_output(layer_out) as handle, open(blob, "rb") as data:
-                while chunk := data.read(_CHUNK):
-                    handle.write(chunk)
+                handle.flush()
+                _copy_range(data.fileno(), handle.fileno(), layer.size)
     finally:
         os.unlink(blob)
     return CommitResult(

@@ -43,6 +43,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Opener = Callable[[], BinaryIO]
+# What a regular file's listing said: size, mtime and ctime in nanoseconds.
+Stamp = tuple[int, int, int]
 
 # Bookkeeping of overlayfs and fuse-overlayfs: never reported, never copied.
 _BOOKKEEPING_PREFIXES = whiteout.OVERLAY_XATTR_PREFIXES + ("user.fuseoverlayfs.",)
@@ -71,6 +73,11 @@ class UpperDir:
     copied up from a lower dir, so they are modifications even when the
     lower side is unknown. ``lower_known`` tells whether opaque marks were
     checked against the lower side.
+
+    File content is not read when the upper dir is: ``sha256`` reads a
+    file the first time its hash is asked for and keeps it on the entry.
+    ``stamps`` holds what the listing said of each file of a directory, so
+    a later read can tell whether the file changed since.
     """
 
     source: str
@@ -80,10 +87,33 @@ class UpperDir:
     lower_known: bool = False
     mtime: int = 0
     sockets: list[str] = field(default_factory=list)
+    stamps: dict[str, Stamp] = field(default_factory=dict)
+    # Hard links of a tar whose data is that of another entry.
+    same_data: dict[str, Entry] = field(default_factory=dict)
 
     def open(self, path: str) -> BinaryIO:
         """Open the data of the regular file at ``path``."""
         return self.content[path]()
+
+    def sha256(self, entry: Entry) -> str | None:
+        """Return the sha256 of an entry's content, reading it if not known.
+
+        None for what has no content of its own here (a directory, or a
+        hard link of a directory walk).
+        """
+        if entry.sha256 is None:
+            target = self.same_data.get(entry.path)
+            if target is not None and entry.type is EntryType.HARDLINK:
+                entry.sha256 = self.sha256(target)
+            elif entry.type is EntryType.FILE and entry.path in self.content:
+                opener = self.content[entry.path]
+                entry.sha256 = _hash(opener, self.source, entry.path)
+        return entry.sha256
+
+    def hash_all(self) -> None:
+        """Read and hash every file now (for a view that is kept)."""
+        for entry in self.changeset.entries:
+            self.sha256(entry)
 
 
 @dataclass(slots=True)
@@ -103,6 +133,7 @@ class _Raw:
     xattrs: dict[str, bytes] = field(default_factory=dict)
     inode: tuple[int, int] | None = None
     opener: Opener | None = None
+    stamp: Stamp | None = None
 
 
 def _hash(opener: Opener, source: str, path: str) -> str:
@@ -120,7 +151,8 @@ def _hash(opener: Opener, source: str, path: str) -> str:
 
 
 def _file_opener(path: str) -> Opener:
-    return lambda: open(path, "rb")
+    # Unbuffered: readers ask for large blocks, or exactly what they need.
+    return lambda: open(path, "rb", buffering=0)
 
 
 def _read_xattrs(path: str) -> dict[str, bytes]:
@@ -173,6 +205,7 @@ def _raw_from_stat(full: str, path: str, st: os.stat_result) -> _Raw | None:
         raw.devmajor, raw.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
     elif kind is EntryType.FILE:
         raw.opener = _file_opener(full)
+        raw.stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         if st.st_nlink > 1:
             raw.inode = (st.st_dev, st.st_ino)
     return raw
@@ -388,9 +421,11 @@ def read_upperdir(source: str, *, lower: MergedView | None = None) -> UpperDir:
             if first != raw.path:
                 entry = _hardlink(entry, first)
         upper.content.pop(raw.path, None)
+        upper.stamps.pop(raw.path, None)
         if entry.type is EntryType.FILE and raw.opener is not None:
             upper.content[raw.path] = raw.opener
-            entry.sha256 = _hash(raw.opener, source, raw.path)
+            if raw.stamp is not None:
+                upper.stamps[raw.path] = raw.stamp
         if raw.path in named:
             # A tar may hold a path twice; extracting it, the last one wins.
             log.info("%s: /%s appears twice; the last one is used", source, raw.path)
@@ -469,13 +504,12 @@ def _resolve_tar_hardlinks(upper: UpperDir) -> None:
         if first is not data:
             first.type, data.type = EntryType.FILE, EntryType.HARDLINK
             first.size, data.size = data.size, 0
-            first.sha256 = data.sha256
             first.linkname = ""
             upper.content[first.path] = upper.content.pop(data.path)
         for entry in [data] + links:
             if entry is not first:
                 entry.linkname = first.path
-                entry.sha256 = first.sha256
+                upper.same_data[entry.path] = first
 
 
 def _check_links(upper: UpperDir, lower: MergedView | None) -> None:
@@ -558,10 +592,11 @@ def read_merged_root(
             if first != raw.path:
                 base_links[raw.path] = first
         if entry.type is EntryType.FILE:
-            entry.sha256 = _hash(raw.opener, source, raw.path)
             upper.content[raw.path] = raw.opener
+            if raw.stamp is not None:
+                upper.stamps[raw.path] = raw.stamp
         below = base.get(raw.path)
-        if below is not None and _unchanged(below.entry, below, entry):
+        if below is not None and _unchanged(upper, below, entry):
             continue
         changeset.entries.append(entry)
 
@@ -589,13 +624,15 @@ def read_merged_root(
     return upper
 
 
-def _unchanged(lower: Entry, node: Node, entry: Entry) -> bool:
+def _unchanged(upper: UpperDir, node: Node, entry: Entry) -> bool:
     if node.data_type is not entry.type:
         return False
-    inode = (
-        Inode(entry.size, -1, entry.sha256) if entry.type is EntryType.FILE else None
-    )
+    inode = None
+    if entry.type is EntryType.FILE:
+        if node.size != entry.size:
+            return False  # no need to read the file to know
+        inode = Inode(entry.size, -1, upper.sha256(entry))
     if not node.same_content(Node(entry, -1, inode)):
         return False
     # A directory's mtime moves whenever a child changes: not a change.
-    return entry.same_metadata(lower, with_mtime=entry.type is not EntryType.DIR)
+    return entry.same_metadata(node.entry, with_mtime=entry.type is not EntryType.DIR)

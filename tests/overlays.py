@@ -76,6 +76,7 @@ def bind(source: Path, target: Path) -> Iterator[None]:
 def tree_view(root: Path) -> MergedView:
     """Return the merged view of a directory tree as it stands."""
     walked = read_merged_root(str(root), MergedView())
+    walked.hash_all()  # content is read on demand; a view compares it
     view = MergedView()
     apply_layer(view, walked.changeset, 0)
     return view

@@ -199,7 +199,9 @@ def test_an_unreadable_file_in_the_upper_dir_is_one_line_naming_it(shared_dir):
     if _run("--version", user=drop).returncode != 0:
         pytest.skip("the package is not importable as an unprivileged user")
     base = shared_dir / "base.tar"
-    layer().dir("etc").build(base)
+    # The base holds a file of the same size, so only the content can tell
+    # whether it changed: the file must be read.
+    layer().dir("etc").file("etc/secret", b"t").build(base)
     os.chmod(base, 0o644)
     upper = shared_dir / "upper"
     (upper / "etc").mkdir(parents=True)
@@ -207,8 +209,16 @@ def test_an_unreadable_file_in_the_upper_dir_is_one_line_naming_it(shared_dir):
     os.chmod(upper / "etc/secret", 0o600)
 
     done = _run("changes", upper, "--base", base, user=drop)
-
     _one_line_error(done, "/etc/secret", "cannot read")
+
+    # A new file is read only when the layer is written.
+    os.rename(upper / "etc/secret", upper / "etc/new")
+    out = shared_dir / "out"
+    out.mkdir(mode=0o777)
+    os.chmod(out, 0o777)
+    done = _run("commit", upper, "--base", base, "-o", out / "o.tar", user=drop)
+    _one_line_error(done, "etc/new", "cannot read")
+    assert list(out.iterdir()) == []
 
 
 def test_zstd_layers_in_a_docker_archive_are_refused(tmp_path, upper, base):
