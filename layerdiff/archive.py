@@ -10,18 +10,21 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import platform as _platform
 import re
 import stat
 from dataclasses import dataclass, field
 from typing import Any
 
+from .blobs import sniff
 from .container import BlobLocation, Container, open_container
 from .errors import (
     ArchiveFormatError,
     DigestMismatchError,
     ImageSelectionError,
     LayerdiffError,
+    UsageError,
     short_digest,
 )
 from .model import Finding, Severity
@@ -36,6 +39,7 @@ _MAX_INDEX_DEPTH = 8
 # overlayfs stacks at most about 500 lower dirs and docker refuses more than
 # 125 layers; a longer list only repeats blobs to multiply the work.
 _MAX_LAYERS = 1000
+_PLATFORM = re.compile(r"[^/\s]+/[^/\s]+(/[^/\s]+)?")
 _NAME_KEYS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
 
 
@@ -108,10 +112,27 @@ def open_image(
     """
     if isinstance(sources, str):
         sources = [sources]
+    if platform is not None and not _PLATFORM.fullmatch(platform):
+        raise UsageError(
+            f"--platform {platform!r} is not of the form os/arch[/variant], "
+            "e.g. linux/arm64/v8"
+        )
     if len(sources) > 1:
-        return _layer_stack(sources)
+        return _layer_stack(sources, alone=False)
     source = sources[0]
-    container = open_container(source, max_size=max_size)
+    try:
+        container = open_container(source, max_size=max_size)
+    except LayerdiffError as exc:
+        try:
+            info = os.stat(source)
+        except OSError:
+            raise exc from None
+        if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+            raise
+        # Not a readable archive: it may be a damaged bare layer, and the
+        # layer reader names the layer and the entry where it breaks.
+        log.debug("%s: not read as an archive (%s); reading it as a layer", source, exc)
+        return _layer_stack([source])
     try:
         result = _read_container(container, image, platform)
         if result is None:  # no manifest of any kind: a bare layer tar
@@ -141,9 +162,7 @@ def _read_container(container: Container, image: str | None, platform: str | Non
     return None
 
 
-def _layer_stack(sources: list[str]) -> Image:
-    import os
-
+def _layer_stack(sources: list[str], *, alone: bool = True) -> Image:
     layers = []
     for index, path in enumerate(sources):
         try:
@@ -158,9 +177,34 @@ def _layer_stack(sources: list[str]) -> Image:
                 "manifest.json",
                 source=path,
             )
+        if not alone and _is_image_archive(path):
+            raise UsageError(
+                "is an image archive, not a layer tar; give it alone", source=path
+            )
         size = info.st_size
         layers.append(LayerRef(index, BlobLocation(path, 0, size), name=path))
     return Image(source=", ".join(sources), format="layers", layers=layers)
+
+
+def _is_image_archive(path: str) -> bool:
+    """Tell whether an uncompressed tar holds what marks an image archive.
+
+    Only its headers are read, seeking over the content. A compressed file
+    is taken for a layer: telling would mean inflating it twice.
+    """
+    try:
+        with open(path, "rb") as handle:
+            if sniff(handle.read(4)) != "none":
+                return False
+        container = open_container(path)
+    except (LayerdiffError, OSError):
+        return False  # not a readable tar: the layer reader says why
+    names = container.files
+    return (
+        "manifest.json" in names
+        or "repositories" in names
+        or ("index.json" in names and "oci-layout" in names)
+    )
 
 
 def _json(container: Container, name: str, what: str, digest: str | None = None) -> Any:
@@ -351,7 +395,7 @@ def _choose(items, wanted, names_of, source):
         if len(items) == 1:
             return 0, items[0]
         listed = ", ".join(
-            ", ".join(names_of(item)) or f"#{i + 1} (untagged)"
+            f"#{i + 1} " + (", ".join(names_of(item)) or "(untagged)")
             for i, item in enumerate(items)
         )
         raise ImageSelectionError(

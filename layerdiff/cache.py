@@ -28,14 +28,16 @@ the body is JSON, never pickle.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
+import stat
 import tempfile
 from typing import BinaryIO
 
-from isal.isal_zlib import compress, decompress
+from isal.isal_zlib import compress, decompressobj
 
 from .errors import DigestMismatchError, SizeLimitError, short_digest
 from .model import Changeset, Entry, EntryType, Finding, Severity
@@ -47,6 +49,9 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 _MAGIC = b"layerdiff-layer-index"
 _HEADER_LIMIT = 256
+# A layer of a million entries indexes to well under this, compressed.
+_FILE_LIMIT = 1 << 30
+_BODY_LIMIT = 4 << 30
 _TYPES = {t.value: t for t in EntryType}
 _SEVERITIES = {s.value: s for s in Severity}
 
@@ -61,6 +66,49 @@ def default_cache_dir() -> str:
 
 class _Corrupt(Exception):
     """A cache file that cannot be trusted; it is rebuilt."""
+
+
+class _Unusable(Exception):
+    """A cache path that is no regular file: a link, a fifo, a device."""
+
+
+def _read(path: str) -> bytes:
+    """Read a cache file, never following a link or blocking on a fifo.
+
+    The read is bounded by the length the header declares, itself bounded
+    by the file's size and ``_FILE_LIMIT``, so a damaged or planted file
+    can neither hang the run nor fill memory.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _Unusable("it is a symbolic link") from None
+        raise
+    with os.fdopen(fd, "rb", buffering=0) as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _Unusable("it is not a regular file")
+        if info.st_size > _FILE_LIMIT:
+            raise _Unusable(f"it is {info.st_size} bytes, larger than any index")
+        head = handle.read(_HEADER_LIMIT)
+        end = head.find(b"\n")
+        fields = head[:end].split(b" ") if end >= 0 else []
+        if len(fields) != 4 or not fields[3].isdigit():
+            return head  # _decode says what is wrong with it
+        length = end + 1 + int(fields[3])
+        if length != info.st_size:
+            raise _Corrupt("truncated" if length > info.st_size else "trailing data")
+        chunks = [head]
+        left = length - len(head)
+        while left > 0:
+            chunk = handle.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
 
 
 class LayerCache:
@@ -92,17 +140,18 @@ class LayerCache:
         if path is None:
             return None
         try:
-            with open(path, "rb") as handle:
-                data = handle.read()
+            data = _read(path)
+            changeset = _decode(data)
+            if changeset.diff_id != diff_id:
+                raise _Corrupt("it holds another layer")
         except FileNotFoundError:
+            return None
+        except _Unusable as exc:
+            log.info("layer cache: ignoring %s: %s", path, exc)
             return None
         except OSError as exc:
             log.warning("layer cache: cannot read %s: %s", path, exc.strerror)
             return None
-        try:
-            changeset = _decode(data)
-            if changeset.diff_id != diff_id:
-                raise _Corrupt("it holds another layer")
         except _Corrupt as exc:
             log.warning("layer cache: ignoring %s: %s; rebuilding it", path, exc)
             return None
@@ -251,7 +300,11 @@ def _decode(data: bytes) -> Changeset:
     if fields[2] != b"sha256:" + hashlib.sha256(body).hexdigest().encode():
         raise _Corrupt("checksum does not match")
     try:
-        document = json.loads(decompress(body))
+        inflater = decompressobj()
+        text = inflater.decompress(body, _BODY_LIMIT)
+        if inflater.unconsumed_tail:
+            raise _Corrupt(f"body inflates to more than {_BODY_LIMIT >> 20} MiB")
+        document = json.loads(text)
         changeset = Changeset(
             entries=[_entry(item) for item in document["entries"]],
             whiteouts=_strings(document["whiteouts"]),

@@ -76,8 +76,17 @@ def apply_layer(
             view.charge(layer, "shadowed", earlier.size)  # shipped, then replaced
         final[entry.path] = entry
 
-    # Hard links go last, in tar order, so their targets are in place.
+    # Hard links go last, in tar order, so their targets are in place. One
+    # that comes before its target in the tar is extracted (by GNU tar or
+    # containerd) against what exists at that point: the file below, or
+    # nothing, and then the link is not created.
+    position = {entry.path: i for i, entry in enumerate(changeset.entries)}
     links = [e for e in final.values() if e.type is EntryType.HARDLINK]
+    early = {
+        e.path: view.get(e.linkname)
+        for e in links
+        if position.get(e.linkname, -1) > position[e.path]
+    }
     for path in sorted(final):
         entry = final[path]
         if entry.type is EntryType.HARDLINK:
@@ -88,7 +97,27 @@ def apply_layer(
         _place(view, Node(entry, layer, inode), layer, changes, findings)
 
     for entry in links:
-        target = view.get(entry.linkname)
+        if entry.path in early:
+            target = early[entry.path]
+            below = target is not None and target.inode is not None
+            findings.append(
+                Finding(
+                    "hardlink-missing-target",
+                    f"hard link comes before its target /{entry.linkname} in the "
+                    + (
+                        "tar, so extracting it links to the file below"
+                        if below
+                        else "tar, so extracting it fails and the link is not created"
+                    ),
+                    Severity.WARNING,
+                    path=entry.path,
+                    layer=layer,
+                )
+            )
+            if not below:
+                continue
+        else:
+            target = view.get(entry.linkname)
         if target is None or target.inode is None:
             why = "is missing" if target is None else "is not a regular file"
             findings.append(

@@ -20,11 +20,11 @@ from .analyses.compare import NOISE, compare_images
 from .analyses.why import why_path
 from .archive import Image, open_image
 from .cache import LayerCache, default_cache_dir
-from .config import budgets_from, load_settings
+from .config import budgets_from, find_config, load_settings
 from .blobs import DEFAULT_MAX_SIZE
-from .errors import LayerdiffError, OutputError, UsageError
+from .errors import LayerdiffError, UsageError
 from .inspect import inspect_image
-from .output import atomic_output, check_outputs, same_file
+from .output import atomic_output, check_outputs
 from .tree import MergedView
 
 __all__ = ["main", "ExitCode"]
@@ -193,14 +193,62 @@ def _escape(match: re.Match) -> str:
     return f"\\u{ord(match.group()):04x}"
 
 
-def _check_output(output: str | None, sources) -> None:
-    """Refuse, before any work, an output that would overwrite an input."""
-    if output not in (None, "-") and same_file(output, list(sources)):
-        raise OutputError(
-            "the output would overwrite an input or be written inside one",
-            source=output,
-            hint="choose an output path outside the inputs",
-        )
+# Options that name files the command writes, and those that name files or
+# directories it reads. Every output is checked against every input, and
+# against the other outputs, before anything is read.
+_OUTPUT_PARAMS = ("output", "junit", "json_out", "layer_out")
+_INPUT_PARAMS = ("sources", "old", "new", "baseline", "config_path", "upper",
+                 "merged", "base", "lowers", "inspect_file")  # fmt: skip
+
+
+def _refuse_overwrites(command: click.Command, params: dict) -> None:
+    """Refuse an output that would overwrite an input or another output."""
+    labels = {p.name: max(p.opts, key=len) for p in command.params if p.opts}
+    outputs = {
+        labels[name]: params[name]
+        for name in _OUTPUT_PARAMS
+        if isinstance(params.get(name), str)
+    }
+    if not outputs:
+        return
+    inputs: list[str] = []
+    for name in _INPUT_PARAMS:
+        value = params.get(name)
+        if isinstance(value, str):
+            inputs.append(value)
+        elif isinstance(value, (list, tuple)):
+            inputs.extend(v for v in value if isinstance(v, str))
+    config = None
+    if "config_path" in params:
+        config = params["config_path"] or find_config()  # read by default
+    if config is not None:
+        inputs.append(config)
+    check_outputs(outputs, inputs)
+    if config is not None and params.get("baseline") is None:
+        # A baseline named in the settings file is an input as well.
+        baseline = load_settings(config).budgets.baseline
+        if baseline is not None:
+            check_outputs(outputs, [baseline])
+
+
+class _Command(click.Command):
+    def invoke(self, ctx: click.Context):
+        _refuse_overwrites(self, ctx.params)
+        return super().invoke(ctx)
+
+
+class _Interrupted(Exception):
+    """Ctrl-C or SIGTERM, carried past click, which would print a blank line."""
+
+
+class _Group(click.Group):
+    command_class = _Command
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted from None
 
 
 def _emit(text: str | bytes, output: str | None) -> None:
@@ -222,7 +270,7 @@ _output_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="layerdiff")
 @click.option("-v", "--verbose", count=True, help="-v for INFO logs, -vv for DEBUG.")
 def main(verbose: int) -> None:
@@ -250,7 +298,6 @@ def inspect(
       layerdiff inspect app.tar
       layerdiff inspect app.tar --layer 3
     """
-    _check_output(output, sources)
     report, _ = _inspected(
         sources,
         image,
@@ -293,7 +340,6 @@ def files(
       layerdiff files app.tar
       layerdiff files app.tar --layer 2 --json
     """
-    _check_output(output, sources)
     _, view = _inspected(
         sources,
         image,
@@ -395,7 +441,6 @@ def audit(
       layerdiff audit app.tar --fail-on warning --sarif -o audit.sarif
     """
     fmt = _one_format(json=as_json, sarif=sarif, markdown=markdown)
-    _check_output(output, sources)
     settings = load_settings(config_path)
     fail_on = fail_on or settings.fail_on or "error"
     threshold = _parse_size(large) if large else settings.large or DEFAULT_LARGE
@@ -475,7 +520,6 @@ def check(
       layerdiff check app.tar --baseline base.json --max-growth 5% --junit r.xml
     """
     fmt = _one_format(json=as_json, markdown=markdown)
-    _check_output(output, sources)
     settings = load_settings(config_path)
     given = budgets_from(
         {
@@ -532,8 +576,6 @@ def baseline(
     Example:
       layerdiff baseline app.tar -o layerdiff-baseline.json
     """
-    if output != "-" and same_file(output, list(sources)):
-        raise click.UsageError("the baseline would overwrite the image it reads")
     report, _ = _inspected(
         sources,
         image,
@@ -833,6 +875,13 @@ def _terminate(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _interrupted() -> None:
+    # One line; on a terminal it starts over the ^C the terminal echoed.
+    start = "\r" if sys.stderr.isatty() else ""
+    click.echo(f"{start}layerdiff: interrupted", err=True)
+    sys.exit(ExitCode.INTERRUPTED)
+
+
 def run() -> None:
     """Entry point: run the CLI and turn library errors into exit codes."""
     signal.signal(signal.SIGTERM, _terminate)
@@ -847,9 +896,8 @@ def run() -> None:
         if exc.hint:
             click.echo(f"  {exc.hint}", err=True)
         sys.exit(ExitCode.ERROR)
-    except click.exceptions.Abort:
-        click.echo("layerdiff: interrupted", err=True)
-        sys.exit(ExitCode.INTERRUPTED)
+    except (click.exceptions.Abort, _Interrupted, KeyboardInterrupt):
+        _interrupted()
     except click.ClickException as exc:
         # One line, like every other error, and a hint where click has one.
         message = " ".join(exc.format_message().split())
@@ -860,9 +908,6 @@ def run() -> None:
         sys.exit(ExitCode.ERROR)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("layerdiff: interrupted", err=True)
-        sys.exit(ExitCode.INTERRUPTED)
     except BrokenPipeError:
         sys.stderr.close()
         sys.exit(ExitCode.OK)

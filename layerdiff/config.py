@@ -136,9 +136,17 @@ def _settings(table: dict[str, Any], path: str) -> Settings:
         settings.disable = frozenset(_strings(table.get("disable", []), "disable"))
         settings.ignore = tuple(_strings(table.get("ignore", []), "ignore"))
         settings.ignore_noise = bool(table.get("ignore-noise", False))
-        budgets = dict(table.get("budgets", {}))
-        for key in _BUDGET_KEYS & set(table):
-            budgets.setdefault(key, table[key])
+        budgets = table.get("budgets", {})
+        if not isinstance(budgets, dict):
+            raise UsageError("budgets must be a table: [budgets]")
+        budgets = dict(budgets)
+        for key in sorted(_BUDGET_KEYS & set(table)):
+            if key in budgets:
+                raise UsageError(
+                    f"{key} is set twice, at the top level ({table[key]!r}) and "
+                    f"in [budgets] ({budgets[key]!r}); keep one"
+                )
+            budgets[key] = table[key]
         settings.budgets = budgets_from(budgets)
     except UsageError as exc:
         raise exc.located(source=path)

@@ -8,6 +8,8 @@ the user what to do.
 
 from __future__ import annotations
 
+from .text import shown
+
 __all__ = [
     "LayerdiffError",
     "ArchiveFormatError",
@@ -76,7 +78,7 @@ class LayerdiffError(Exception):
                 where += f" ({short_digest(self.layer_digest)})"
             parts.append(where)
         if self.entry is not None:
-            parts.append(f"entry {self.entry!r}")
+            parts.append(f"entry '{shown(self.entry)}'")
         parts.append(self.message)
         return ": ".join(parts)
 

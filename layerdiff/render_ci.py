@@ -68,8 +68,11 @@ def audit_sarif(report: ImageReport, result: AuditResult) -> str:
                 }
             ],
             "partialFingerprints": {
+                # The name's own bytes, so that two names never share one.
                 "layerdiffFinding/v1": hashlib.sha256(
-                    f"{finding.rule}\0{finding.path}\0{layer}".encode()
+                    f"{finding.rule}\0{finding.path}\0{layer}".encode(
+                        "utf-8", "surrogateescape"
+                    )
                 ).hexdigest()
             },
         }

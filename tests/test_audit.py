@@ -258,6 +258,23 @@ def test_sarif_output_is_a_valid_2_1_0_log(tmp_path):
     assert location["uri"] == "x/.git-credentials"
 
 
+def test_sarif_names_a_non_utf8_file_as_text_and_stays_utf8(tmp_path):
+    name = b"big\xff".decode("utf-8", "surrogateescape")
+    img = image(tmp_path, layer().file(name, b"x" * 2000).file("big\xff", b"y" * 2000))
+    out = tmp_path / "audit.sarif"
+
+    result = run_cli("audit", img, "--large", "1KB", "--sarif", "-o", out)
+
+    assert result.exit_code == 0, result.stderr
+    log = json.loads(out.read_bytes().decode("utf-8"))
+    hits = log["runs"][0]["results"]
+    uris = sorted(h["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+                  for h in hits)  # fmt: skip
+    assert uris == ["big\\xff", "big\xff"]
+    prints = {h["partialFingerprints"]["layerdiffFinding/v1"] for h in hits}
+    assert len(prints) == 2
+
+
 def test_markdown_output_is_a_table(tmp_path):
     img = image(tmp_path, layer().file("root/.bash_history", b"ls"))
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -153,6 +155,56 @@ def test_damaged_cache_file_is_ignored_and_rebuilt(tmp_path, oci, damage):
     assert again == cold
     assert (cache.hits, cache.misses) == (1, 1)
     assert files[0].read_bytes() == good
+
+
+def test_cache_file_declaring_a_huge_body_is_ignored(tmp_path, oci):
+    image = oci("img", BASE)
+    cache = LayerCache(str(tmp_path / "cache"))
+    cold = _report(open_image(image), cache)
+    (path,) = _index_files(tmp_path / "cache")
+    head, _, body = path.read_bytes().partition(b"\n")
+    fields = head.split(b" ")
+    path.write_bytes(b" ".join(fields[:3] + [b"%d" % (1 << 62)]) + b"\n" + body)
+    cache.hits = cache.misses = 0
+
+    assert _report(open_image(image), cache) == cold
+    assert (cache.hits, cache.misses) == (0, 1)
+
+
+def test_symlinked_cache_file_is_not_followed(tmp_path, oci):
+    # Even a link to a good index is ignored: the cache never follows one.
+    image = oci("img", BASE)
+    cache = LayerCache(str(tmp_path / "cache"))
+    cold = _report(open_image(image), cache)
+    (path,) = _index_files(tmp_path / "cache")
+    elsewhere = tmp_path / "elsewhere"
+    path.rename(elsewhere)
+    path.symlink_to(elsewhere)
+    cache.hits = cache.misses = 0
+
+    assert _report(open_image(image), cache) == cold
+    assert (cache.hits, cache.misses) == (0, 1)
+    assert not path.is_symlink()  # rebuilt as a regular file
+
+
+def test_fifo_in_place_of_a_cache_file_does_not_block(tmp_path, oci):
+    image = oci("img", BASE)
+    cache_dir = tmp_path / "cache"
+    assert run_cli("inspect", image, "--cache", cache_dir).exit_code == 0
+    (path,) = _index_files(cache_dir)
+    path.unlink()
+    os.mkfifo(path)
+
+    # A separate process, so that a read blocking on the fifo fails the
+    # test instead of hanging the suite.
+    done = subprocess.run(
+        [sys.executable, "-m", "layerdiff", "-v", "inspect", image,
+         "--cache", str(cache_dir)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert "not a regular file" in done.stderr
 
 
 def test_cache_file_with_a_valid_checksum_but_bad_fields_is_rebuilt(tmp_path, oci):

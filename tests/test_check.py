@@ -178,6 +178,28 @@ def test_budgets_come_from_layerdiff_toml_and_flags_override(small, tmp_path,
     assert run_cli("check", small, "--max-size", "1MB").exit_code == 0
 
 
+def test_a_budget_set_both_at_the_top_and_in_budgets_is_refused(small, tmp_path):
+    config = tmp_path / ".layerdiff.toml"
+    config.write_text('max-size = 5\n[budgets]\nmax-size = "1MB"\n')
+
+    result = run_cli("check", small, "--config", config)
+
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "max-size is set twice" in result.stderr
+    assert "5" in result.stderr and "'1MB'" in result.stderr
+
+
+def test_budgets_that_are_not_a_table_are_refused(small, tmp_path):
+    config = tmp_path / ".layerdiff.toml"
+    config.write_text('budgets = "big"\n')
+
+    result = run_cli("check", small, "--config", config)
+
+    assert result.exit_code == 2
+    assert "budgets must be a table" in result.stderr
+
+
 def test_pyproject_table_is_read_and_unknown_keys_refused(tmp_path):
     (tmp_path / "pyproject.toml").write_text(
         '[project]\nname = "x"\n[tool.layerdiff]\nmax-size = "200MB"\nlarge = "1MiB"\n'

@@ -63,6 +63,33 @@ def test_hardlink_keeps_data_when_its_target_is_deleted_later(tmp_path):
     assert report.layers[0].waste.total == 0
 
 
+def test_hardlink_before_its_target_is_a_finding_and_not_extracted(tmp_path):
+    # GNU tar fails on such a link ("Cannot hard link") and goes on.
+    only = layer().hardlink("b", "a").file("a", b"data")
+
+    img = stack(tmp_path, only)
+    report = inspect_image(img)
+    view = merged_view(img)
+
+    assert [(f.rule, f.path) for f in report.layers[0].findings] == [
+        ("hardlink-missing-target", "b")
+    ]
+    assert view.get("b") is None
+    assert view.get("a").size == 4
+
+
+def test_hardlink_before_its_target_links_to_the_file_below(tmp_path):
+    base = layer().file("a", b"old bytes")
+    top = layer().hardlink("b", "a").file("a", b"new")
+
+    img = stack(tmp_path, base, top)
+    report = inspect_image(img)
+    view = merged_view(img)
+
+    assert [f.rule for f in report.layers[1].findings] == ["hardlink-missing-target"]
+    assert (view.get("a").size, view.get("b").size) == (3, 9)
+
+
 def test_hundreds_of_hardlinks_count_their_data_once(tmp_path):
     base = layer().file("bin/busybox", b"x" * 1000)
     for i in range(300):

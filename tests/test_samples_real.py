@@ -13,7 +13,7 @@ import pytest
 from conftest import run_cli
 
 from layerdiff import inspect_image, merged_view, open_image
-from layerdiff.errors import ArchiveFormatError, ImageSelectionError
+from layerdiff.errors import ImageSelectionError, LayerdiffError
 
 GOOD = [
     "dive/test-docker-image.tar",
@@ -420,8 +420,8 @@ def _cli(*args):
 def test_corrupt_negative_size_tar_exits_2_with_one_line(samples_real):
     path = samples_real / "tar-split/neg-size.tar"
 
-    with pytest.raises(ArchiveFormatError):
-        open_image(str(path))
+    with pytest.raises(LayerdiffError):
+        inspect_image(open_image(str(path)))
     result = _cli("inspect", path)
 
     assert result.returncode == 2
