@@ -22,7 +22,7 @@ from . import mounts as mnt
 from . import paths
 from .archive import Image
 from .errors import UsageError
-from .model import Changeset, Entry, EntryType
+from .model import Changeset, Entry, EntryType, LayerReport
 from .tree import Inode, MergedView, Node
 from .upperdir import UpperDir
 
@@ -342,16 +342,30 @@ def _sha256_file(path: str) -> str | None:
     return digest.hexdigest()
 
 
-def lower_view(lower_dirs: list[str]) -> MergedView:
-    """Return the merged view of overlay lower dirs given top first."""
+def lower_view(
+    lower_dirs: list[str], layers: list[LayerReport] | None = None
+) -> MergedView:
+    """Return the merged view of overlay lower dirs given top first.
+
+    With ``layers``, the report of each lower dir, bottom first, is added
+    to it: an audit reads the lower dirs as the layers of the base.
+    """
     from .classify import apply_layer
+    from .pending import unwritten_layer
     from .upperdir import read_upperdir
 
     view = MergedView()
     for index, directory in enumerate(reversed(lower_dirs)):
         layer = read_upperdir(directory, lower=view)
         layer.hash_all()  # the view is compared with the upper dir's files
-        apply_layer(view, layer.changeset, index)
+        changes, findings = apply_layer(view, layer.changeset, index)
+        if layers is not None:
+            cs = layer.changeset
+            layers.append(
+                unwritten_layer(
+                    index, cs, changes, cs.findings + findings, f"lower dir {directory}"
+                )
+            )
     return view
 
 
@@ -367,6 +381,7 @@ class Container:
     volume_writes: list[ContainerChange] = field(default_factory=list)
     lowers: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    lower_layers: list[LayerReport] = field(default_factory=list)
 
     def inputs(self) -> list[str]:
         """Return every file and directory this container was read from."""
@@ -399,11 +414,13 @@ def read_container(
     platform: str | None = None,
     max_size: int | None = None,
     jobs: int | None = None,
+    cache: Any = None,
 ) -> Container:
     """Read an upper dir (or merged root) and its lower side into a plan.
 
     The lower side is the base image, else the lower dirs (top first),
-    else the lower dirs that the inspect JSON names.
+    else the lower dirs that the inspect JSON names. ``cache`` is a
+    LayerCache for the base image's layers.
     """
     from .archive import open_image
     from .inspect import inspect_image
@@ -433,11 +450,11 @@ def read_container(
             result.base_image = img
             view = MergedView()
             result.base_report = inspect_image(
-                img, view=view, max_size=max_size, jobs=jobs
+                img, view=view, max_size=max_size, jobs=jobs, cache=cache
             )
             result.base_view = view
         elif lowers:
-            result.base_view = lower_view(lowers)
+            result.base_view = lower_view(lowers, result.lower_layers)
         if merged is not None:
             if result.base_view is None:
                 raise UsageError("--merged needs the base: give --base or --lower")

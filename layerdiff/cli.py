@@ -356,6 +356,48 @@ def files(
         _emit(render.render_files(view), output)
 
 
+# Options that describe a container: its upper dir or merged root, its lower
+# side and its mounts (changes, commit, and audit of a pending commit).
+_container_options = [
+    click.option("--merged", "merged", metavar="DIR",
+                 help="The container's merged root (such as /proc/PID/root) "
+                      "instead of an upper dir; compared with the base."),
+    click.option("--base", metavar="IMAGE",
+                 help="The image the container runs (any archive inspect reads)."),
+    click.option("--lower", "lowers", metavar="DIR", multiple=True,
+                 help="An overlay lower dir, top first; repeat for each."),
+    click.option("--volume", "volumes", metavar="[SRC:]PATH", multiple=True,
+                 help="A volume mounted at PATH (SRC: its host directory)."),
+    click.option("--mount", "binds", metavar="SRC:DST", multiple=True,
+                 help="A bind mount of SRC at DST."),
+    click.option("--inspect", "inspect_file", metavar="FILE",
+                 help="docker/podman inspect JSON of the container, or an OCI "
+                      "runtime config.json: upper, lower dirs and mounts."),
+    click.option("--keep-stubs", is_flag=True,
+                 help="Commit the empty files and mount-point directories that "
+                      "runtimes leave behind."),
+    click.option("--image", "image", metavar="NAME",
+                 help="Which image of a multi-image base archive."),
+    click.option("--platform", metavar="OS/ARCH[/VARIANT]",
+                 help="Which platform of a multi-platform base."),
+]  # fmt: skip
+
+
+def container_options(func=None, *, base_selection: bool = True):
+    """Add --merged, --base, --lower, --volume, --mount, --inspect and
+    --keep-stubs, and --image and --platform unless ``base_selection`` is off
+    (a command whose image options already name them)."""
+
+    def decorate(func):
+        for option in reversed(_container_options):
+            if not base_selection and option in _container_options[-2:]:
+                continue
+            func = option(func)
+        return func
+
+    return decorate(func) if func is not None else decorate
+
+
 # --- Audit, budgets, comparison and provenance -------------------------------
 
 
@@ -410,7 +452,11 @@ _config_option = click.option(
 
 
 @main.command()
-@_sources_argument
+@click.argument("sources", nargs=-1, metavar="[IMAGE [LAYER...]]")
+@click.option("--upper", "upper", metavar="UPPER",
+              help="Audit the commit of this upper dir (or tar of one) "
+                   "instead of an image.")  # fmt: skip
+@container_options(base_selection=False)
 @click.option(
     "--fail-on",
     type=click.Choice(["error", "warning", "info", "none"]),
@@ -427,33 +473,69 @@ _config_option = click.option(
 @_config_option
 @image_options
 def audit(
-    sources, fail_on, large, disable, as_json, sarif, markdown, output,
-    config_path, image, platform, max_size, jobs, cache_dir, no_cache,
+    sources, upper, merged, base, lowers, volumes, binds, inspect_file, keep_stubs,
+    fail_on, large, disable, as_json, sarif, markdown, output, config_path, image,
+    platform, max_size, jobs, cache_dir, no_cache,
 ) -> None:  # fmt: skip
     """Find secrets, waste, risky permissions and broken layer rules.
 
     Secrets are found in every layer, deleted ones included: their bytes
     stay in the image. Exit 1 when a finding at or above --fail-on exists.
 
+    With --upper, --merged or --inspect instead of IMAGE, audit the image a
+    commit of the container would produce (its base plus the pending layer)
+    without writing it, and report what the commit would leave out.
+
     \b
     Example:
       layerdiff audit app.tar
       layerdiff audit app.tar --fail-on warning --sarif -o audit.sarif
+      layerdiff audit --upper /var/lib/docker/overlay2/ID/diff --base app.tar
     """
     fmt = _one_format(json=as_json, sarif=sarif, markdown=markdown)
     settings = load_settings(config_path)
     fail_on = fail_on or settings.fail_on or "error"
     threshold = _parse_size(large) if large else settings.large or DEFAULT_LARGE
-    report, view = _inspected(
-        sources,
-        image,
-        platform,
-        _parse_size(max_size),
-        jobs,
-        _cache(cache_dir, no_cache),
-    )
+    pending = upper is not None or merged is not None or inspect_file is not None
+    container_flags = base or lowers or volumes or binds or keep_stubs
+    if pending and sources:
+        raise UsageError(
+            "give either IMAGE or --upper/--merged/--inspect, not both",
+            hint="the base image of a pending commit is named with --base",
+        )
+    if not pending and container_flags:
+        raise UsageError(
+            "--base, --lower, --volume, --mount and --keep-stubs describe a "
+            "container: give --upper, --merged or --inspect as well"
+        )
+    if not pending and not sources:
+        raise UsageError(
+            "nothing to audit: give IMAGE, or --upper, --merged or --inspect "
+            "for a container's pending commit"
+        )
+    uncommitted, notes = [], []
+    if pending:
+        report, view, uncommitted, notes = _pending(
+            upper, merged, base, lowers, volumes, binds, inspect_file, keep_stubs,
+            image, platform, max_size=_parse_size(max_size), jobs=jobs,
+            cache=_cache(cache_dir, no_cache),
+        )  # fmt: skip
+    else:
+        report, view = _inspected(
+            sources,
+            image,
+            platform,
+            _parse_size(max_size),
+            jobs,
+            _cache(cache_dir, no_cache),
+        )
     result = audit_image(
-        report, view, large=threshold, disabled=set(disable) | settings.disable
+        report,
+        view,
+        large=threshold,
+        disabled=set(disable) | settings.disable,
+        uncommitted=uncommitted,
+        notes=notes,
     )
     if fmt == "json":
         _emit(render.to_json(render.audit_json(report, result, fail_on)), output)
@@ -465,6 +547,18 @@ def audit(
         _emit(render.render_audit(report, result, fail_on), output)
     if result.fails(fail_on):
         sys.exit(ExitCode.FINDINGS)
+
+
+def _pending(*container_args, **reading):
+    """Read a container and return the image its commit would produce."""
+    from .pending import pending_image
+
+    container = _read_container(*container_args, **reading)
+    try:
+        pending = pending_image(container)
+    finally:
+        container.close()
+    return pending.report, pending.view, pending.uncommitted, pending.notes
 
 
 @main.command()
@@ -697,39 +791,9 @@ def why(
 
 # --- Container upper dirs: changes and commit ----------------------------------
 
-_container_options = [
-    click.option("--merged", "merged", metavar="DIR",
-                 help="The container's merged root (such as /proc/PID/root) "
-                      "instead of an upper dir; compared with the base."),
-    click.option("--base", metavar="IMAGE",
-                 help="The image the container runs (any archive inspect reads)."),
-    click.option("--lower", "lowers", metavar="DIR", multiple=True,
-                 help="An overlay lower dir, top first; repeat for each."),
-    click.option("--volume", "volumes", metavar="[SRC:]PATH", multiple=True,
-                 help="A volume mounted at PATH (SRC: its host directory)."),
-    click.option("--mount", "binds", metavar="SRC:DST", multiple=True,
-                 help="A bind mount of SRC at DST."),
-    click.option("--inspect", "inspect_file", metavar="FILE",
-                 help="docker/podman inspect JSON of the container, or an OCI "
-                      "runtime config.json: upper, lower dirs and mounts."),
-    click.option("--keep-stubs", is_flag=True,
-                 help="Commit the empty files and mount-point directories that "
-                      "runtimes leave behind."),
-    click.option("--image", "image", metavar="NAME",
-                 help="Which image of a multi-image base archive."),
-    click.option("--platform", metavar="OS/ARCH[/VARIANT]",
-                 help="Which platform of a multi-platform base."),
-]  # fmt: skip
-
-
-def container_options(func):
-    for option in reversed(_container_options):
-        func = option(func)
-    return func
-
 
 def _read_container(upper, merged, base, lowers, volumes, binds, inspect_file,
-                    keep_stubs, image, platform):  # fmt: skip
+                    keep_stubs, image, platform, **reading):  # fmt: skip
     from . import mounts
     from .changes import read_container
 
@@ -749,6 +813,7 @@ def _read_container(upper, merged, base, lowers, volumes, binds, inspect_file,
         keep_stubs=keep_stubs,
         image=image,
         platform=platform,
+        **reading,
     )
 
 

@@ -26,7 +26,13 @@ from .model import (
 from .text import counted
 from .tree import MergedView
 
-__all__ = ["inspect_image", "read_layers", "merged_view", "declared_volumes"]
+__all__ = [
+    "inspect_image",
+    "read_layers",
+    "merged_view",
+    "declared_volumes",
+    "declared_volume_writes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -167,9 +173,9 @@ def declared_volumes(created_by: str | None) -> list[str]:
     return volumes
 
 
-def _volume_steps(img: Image) -> list[tuple[int, list[str]]]:
+def _volume_steps(config: dict) -> list[tuple[int, list[str]]]:
     """Return (layers before the step, volumes) for each VOLUME step."""
-    history = img.config.get("history")
+    history = config.get("history")
     if not isinstance(history, list):
         return []
     result = []
@@ -203,7 +209,7 @@ def inspect_image(
     known layers from and to add new ones to.
     """
     view = view if view is not None else MergedView()
-    volume_steps = _volume_steps(img)
+    volume_steps = _volume_steps(img.config)
     layers: list[LayerReport] = []
     refs = img.layers if upto is None else img.layers[: upto + 1]
     subset = Image(img.source, img.format, refs, img.config)
@@ -268,6 +274,16 @@ def inspect_image(
         findings=list(img.findings),
         empty_history=img.empty_history,
     )
+
+
+def declared_volume_writes(config: dict, changes: list, layer: int) -> list[Finding]:
+    """Return findings for a layer's writes under the config's VOLUME paths.
+
+    ``layer`` (0-based) is the layer's place in the image, above every
+    history step of ``config``; used for a layer not read from an archive.
+    """
+    volumes = [v for before, vs in _volume_steps(config) if before <= layer for v in vs]
+    return _volume_writes(changes, volumes, layer) if volumes else []
 
 
 def _volume_writes(changes, volumes: list[str], layer: int) -> list[Finding]:

@@ -46,6 +46,7 @@ __all__ = [
     "Waste",
     "LayerReport",
     "ImageReport",
+    "PENDING_FORMAT",
 ]
 
 
@@ -365,6 +366,11 @@ class LayerReport:
         if with_changes:
             data["changes"] = [c.to_json() for c in self.changes]
         return data
+
+
+# The format of a report on the image a container's commit would produce,
+# before anything is written; its last layer is the pending commit's.
+PENDING_FORMAT = "pending-commit"
 
 
 @dataclass(slots=True)

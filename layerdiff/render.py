@@ -13,7 +13,7 @@ from .analyses.budget import BudgetResult, CheckResult
 from .analyses.compare import Comparison
 from .analyses.why import Provenance
 from .errors import short_digest
-from .model import Finding, ImageReport, LayerReport
+from .model import PENDING_FORMAT, ImageReport, LayerReport
 from .text import counted, escape_undecodable, shown
 from .tree import MergedView
 
@@ -28,6 +28,7 @@ __all__ = [
     "render_files",
     "audit_json",
     "render_audit",
+    "layer_label",
     "check_json",
     "render_check",
     "compare_json",
@@ -406,9 +407,17 @@ def _image_json(report: ImageReport) -> dict[str, Any]:
     }
 
 
-def _where(finding: Finding) -> str:
-    layer = f"{finding.layer + 1}" if finding.layer is not None else "-"
-    return layer
+def layer_label(report: ImageReport, layer: int | None) -> str:
+    """Return a finding's layer as users number it ('' for none).
+
+    In the image a commit would produce, the top layer is named as the
+    pending commit's.
+    """
+    if layer is None:
+        return ""
+    if report.format == PENDING_FORMAT and layer == len(report.layers) - 1:
+        return f"{layer + 1} (pending commit)"
+    return str(layer + 1)
 
 
 def audit_json(
@@ -424,6 +433,7 @@ def audit_json(
         "large": result.large,
         "fail_on": fail_on,
         "failed": result.fails(fail_on),
+        "notes": result.notes,
     }
 
 
@@ -433,14 +443,19 @@ def render_audit(report: ImageReport, result: AuditResult, fail_on: str) -> str:
     lines = [
         f"Image:    {report.name or '(untagged)'}  [{report.format}]  "
         f"{counted(len(report.layers), 'layer')}",
-        f"Findings: {severity_counts(counts)}",
     ]
+    if report.format == PENDING_FORMAT:
+        lines.append(
+            f"Pending:  layer {len(report.layers)}, the commit of "
+            f"{shown(report.source)} (nothing written)"
+        )
+    lines.append(f"Findings: {severity_counts(counts)}")
     if result.findings:
         rows = [
             [
                 f.severity.value,
                 f.rule,
-                _where(f),
+                layer_label(report, f.layer) or "-",
                 "/" + f.path if f.path is not None else "",
                 human_size(f.size) if f.size else "",
                 f.message,
@@ -455,6 +470,9 @@ def render_audit(report: ImageReport, result: AuditResult, fail_on: str) -> str:
                 disable_numparse=True,
             )
         )
+    if result.notes:
+        lines.append("")
+        lines += [f"Note: {note}" for note in result.notes]
     verdict = "FAIL" if result.fails(fail_on) else "PASS"
     lines.append("")
     lines.append(f"{verdict} (--fail-on {fail_on})")

@@ -14,11 +14,12 @@ from typing import Any
 from . import __version__
 from .analyses.audit import RULES, AuditResult
 from .analyses.budget import CheckResult
-from .model import ImageReport, Severity
+from .model import PENDING_FORMAT, ImageReport, Severity
 from .render import (
     SCHEMA_VERSION,
     budget_text,
     human_size,
+    layer_label,
     severity_counts,
     to_json,
 )
@@ -48,7 +49,9 @@ def audit_sarif(report: ImageReport, result: AuditResult) -> str:
     results = []
     for finding in result.findings:
         layer = finding.layer
-        layer_text = f"layer {layer + 1}" if layer is not None else "image"
+        layer_text = (
+            f"layer {layer_label(report, layer)}" if layer is not None else "image"
+        )
         item: dict[str, Any] = {
             "ruleId": finding.rule,
             "level": _LEVEL[finding.severity],
@@ -95,7 +98,11 @@ def audit_sarif(report: ImageReport, result: AuditResult) -> str:
                     }
                 },
                 "results": results,
-                "properties": {"schema_version": SCHEMA_VERSION, "image": image},
+                "properties": {
+                    "schema_version": SCHEMA_VERSION,
+                    "image": image,
+                    "notes": result.notes,
+                },
             }
         ],
     }
@@ -110,8 +117,13 @@ def audit_markdown(report: ImageReport, result: AuditResult, fail_on: str) -> st
     """Return the audit as a markdown pull-request comment."""
     counts = result.counts()
     verdict = "❌ failed" if result.fails(fail_on) else "✅ passed"
+    title = report.name or report.source
+    if report.format == PENDING_FORMAT:
+        title = f"pending commit of {report.source}" + (
+            f" on {report.name}" if report.name else ""
+        )
     lines = [
-        f"### layerdiff audit: {_cell(report.name or report.source)}",
+        f"### layerdiff audit: {_cell(title)}",
         "",
         f"**{verdict}** (fail on {fail_on}): {severity_counts(counts)}",
         "",
@@ -124,10 +136,13 @@ def audit_markdown(report: ImageReport, result: AuditResult, fail_on: str) -> st
         for f in result.findings:
             lines.append(
                 f"| {f.severity.value} | `{f.rule}` | "
-                f"{f.layer + 1 if f.layer is not None else ''} | "
+                f"{layer_label(report, f.layer)} | "
                 f"{'`/' + _cell(f.path) + '`' if f.path is not None else ''} | "
                 f"{human_size(f.size) if f.size else ''} | {_cell(f.message)} |"
             )
+    if result.notes:
+        lines.append("")
+        lines += [f"> Note: {_cell(note)}" for note in result.notes]
     return "\n".join(lines) + "\n"
 
 

@@ -223,7 +223,7 @@ def test_audit_json_shape(tmp_path):
     data = result.json
     assert data["schema_version"] == 1
     assert set(data) == {"schema_version", "image", "findings", "counts",
-                         "disabled", "large", "fail_on", "failed"}  # fmt: skip
+                         "disabled", "large", "fail_on", "failed", "notes"}  # fmt: skip
     assert data["counts"] == {"info": 0, "warning": 0, "error": 1}
     assert data["findings"][0] == {
         "rule": "private-key",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 from .. import paths
@@ -140,6 +140,7 @@ class AuditResult:
     findings: list[Finding]
     disabled: frozenset[str] = frozenset()
     large: int = DEFAULT_LARGE
+    notes: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         result = {s.value: 0 for s in Severity}
@@ -162,12 +163,14 @@ def audit_image(
     large: int = DEFAULT_LARGE,
     disabled: Iterable[str] = (),
     uncommitted: Iterable[Uncommitted] = (),
+    notes: Iterable[str] = (),
 ) -> AuditResult:
     """Return every finding of every enabled rule for an inspected image.
 
     ``view`` is the final merged view of the same image. ``uncommitted``
     lists content a commit will not capture, from the upper dir side; it is
-    empty for an image archive.
+    empty for an image archive. ``notes`` are passed on to the result: what
+    a reader should know that is no finding.
     """
     off = frozenset(disabled)
     unknown = sorted(off - set(RULES))
@@ -187,7 +190,7 @@ def audit_image(
         found.append(
             Finding(
                 "uncommitted-content",
-                f"{item.reason}; a commit will not capture it",
+                f"{item.reason}; not captured by a commit",
                 RULES["uncommitted-content"].severity,
                 path=item.path,
                 size=item.size,
@@ -202,7 +205,7 @@ def audit_image(
             f.path or "",
         )
     )
-    return AuditResult(kept, off, large)
+    return AuditResult(kept, off, large, list(notes))
 
 
 def _finding(rule: str, message: str, **where) -> Finding:
