@@ -53,7 +53,7 @@ def rules(result) -> dict[str, dict]:
 
 
 def test_pending_commit_audit_finds_what_the_container_wrote(container):
-    image, upper, merged, volume = container
+    image, upper, _merged, volume = container
 
     result = run_cli(
         "audit", "--upper", upper, "--base", image, "--volume", f"{volume}:/data",
@@ -81,7 +81,7 @@ def test_pending_commit_audit_finds_what_the_container_wrote(container):
 
 
 def test_pending_commit_audit_reads_the_merged_root_too(container):
-    image, upper, merged, volume = container
+    image, _upper, merged, volume = container
 
     result = run_cli(
         "audit", "--merged", merged, "--base", image, "--volume", f"{volume}:/data",
@@ -109,7 +109,7 @@ def test_pending_commit_audit_reads_the_merged_root_too(container):
 def test_pending_commit_audit_exit_code_follows_fail_on(
     container, fail_on, disabled, code
 ):
-    image, upper, merged, volume = container
+    image, upper, _merged, volume = container
     switched_off = [arg for rule in disabled for arg in ("--disable", rule)]
 
     result = run_cli(
@@ -123,7 +123,7 @@ def test_pending_commit_audit_exit_code_follows_fail_on(
 def test_pending_commit_audit_writes_nothing_and_leaves_the_upper_dir(
     container, tmp_path
 ):
-    image, upper, merged, volume = container
+    image, upper, _merged, volume = container
     upper_before = hash_tree(upper)
     everything_before = hash_tree(tmp_path)
     cache_home = os.environ["XDG_CACHE_HOME"]
