@@ -8,7 +8,9 @@ worker process, without reading the others.
 
 from __future__ import annotations
 
+import atexit
 import os
+import secrets
 import shutil
 import stat
 import tempfile
@@ -103,7 +105,7 @@ class Container:
 
     def close(self) -> None:
         if self.temporary:
-            os.unlink(self.temporary)
+            _remove_temporary(self.temporary)
             self.temporary = None
 
 
@@ -126,7 +128,7 @@ def open_container(source: str, *, max_size: int | None = None) -> Container:
         return _index_tar(source, source)
     # A compressed archive cannot be sought in; its tar is decompressed once
     # into an unnamed temporary file (never extracted) and indexed there.
-    fd, temporary = tempfile.mkstemp(prefix="layerdiff-", suffix=".tar")
+    fd, temporary = _new_temporary()
     try:
         with open(source, "rb") as raw, os.fdopen(fd, "wb") as out:
             stream = LayerStream(HashingReader(raw), max_size=max_size)
@@ -134,13 +136,49 @@ def open_container(source: str, *, max_size: int | None = None) -> Container:
                 out.write(chunk)
         container = _index_tar(temporary, source)
     except LayerdiffError as exc:
-        os.unlink(temporary)
+        _remove_temporary(temporary)
         raise exc.located(source=source)
     except BaseException:
-        os.unlink(temporary)
+        _remove_temporary(temporary)
         raise
     container.temporary = temporary
     return container
+
+
+# Temporary files not yet removed. A path is listed before the file is
+# created, so a signal arriving at any moment still leads to its removal
+# when the interpreter exits.
+_PENDING: set[str] = set()
+
+
+def _new_temporary() -> tuple[int, str]:
+    directory = tempfile.gettempdir()
+    while True:
+        path = os.path.join(directory, f"layerdiff-{secrets.token_hex(8)}.tar")
+        _PENDING.add(path)
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600), path
+        except FileExistsError:
+            _PENDING.discard(path)
+        except OSError as exc:
+            _PENDING.discard(path)
+            raise ArchiveFormatError(
+                f"cannot create a temporary file in {directory}: {exc.strerror}"
+            ) from exc
+
+
+def _remove_temporary(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    _PENDING.discard(path)
+
+
+@atexit.register
+def _remove_pending() -> None:
+    for path in list(_PENDING):
+        _remove_temporary(path)
 
 
 def _index_directory(root: str) -> Container:
