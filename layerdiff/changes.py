@@ -216,16 +216,31 @@ def plan_commit(
 def _unlink_dropped(
     upper: UpperDir, cs: Changeset, dropped: set[str], entries: dict[str, Entry]
 ):
-    """Turn hard links whose target is left out into files with that data."""
+    """Turn hard links whose target is left out into files with that data.
+
+    The first such link of a dropped target carries the data; any other
+    link to the same target becomes a hard link to that first one.
+    """
+    carriers: dict[str, str] = {}
     for index, entry in enumerate(cs.entries):
-        if entry.type is EntryType.HARDLINK and entry.linkname in dropped:
-            target = entries[entry.linkname]
-            replacement = copy.copy(entry)
-            replacement.type = EntryType.FILE
-            replacement.size = target.size
-            replacement.sha256 = upper.sha256(target)
-            replacement.linkname = ""
+        if entry.type is not EntryType.HARDLINK or entry.linkname not in dropped:
+            continue
+        replacement = copy.copy(entry)
+        carrier = carriers.get(entry.linkname)
+        if carrier is not None:
+            replacement.linkname = carrier
             cs.entries[index] = replacement
+            continue
+        target = entries[entry.linkname]
+        replacement.type = EntryType.FILE
+        replacement.size = target.size
+        replacement.sha256 = upper.sha256(target)
+        replacement.linkname = ""
+        upper.content[entry.path] = upper.content[target.path]
+        if target.path in upper.stamps:
+            upper.stamps[entry.path] = upper.stamps[target.path]
+        carriers[entry.linkname] = entry.path
+        cs.entries[index] = replacement
 
 
 def _what_changed(upper: UpperDir, lower: Node, entry: Entry, size: int) -> str:

@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import os
+import posixpath
 import re
 import shlex
 import tarfile
@@ -433,7 +434,8 @@ def apply_changes(runtime: dict[str, Any], changes: Iterable[str]) -> dict[str, 
             raise UsageError(f"--change {text!r}: expected one of {known} and a value")
         key = _CHANGE_KEYS[instruction]
         if instruction in ("CMD", "ENTRYPOINT"):
-            runtime[key] = _exec_form(value) or ["/bin/sh", "-c", value]
+            form = _exec_form(value)  # [] is a valid, empty exec form
+            runtime[key] = form if form is not None else ["/bin/sh", "-c", value]
         elif instruction == "ENV":
             pairs = _pairs(value)
             env = [e for e in runtime.get("Env") or []]
@@ -448,8 +450,12 @@ def apply_changes(runtime: dict[str, Any], changes: Iterable[str]) -> dict[str, 
         elif instruction == "EXPOSE":
             ports = dict(runtime.get("ExposedPorts") or {})
             for port in value.split():
-                ports[_port(port, text)] = {}
+                ports.update(dict.fromkeys(_ports(port, text), {}))
             runtime["ExposedPorts"] = ports
+        elif instruction == "WORKDIR":
+            # As docker does: a relative WORKDIR continues the previous one.
+            previous = runtime.get(key) or "/"
+            runtime[key] = posixpath.normpath(posixpath.join(previous, value))
         elif instruction == "VOLUME":
             volumes = dict(runtime.get("Volumes") or {})
             for volume in _words(value):
@@ -476,8 +482,8 @@ def _exec_form(value: str) -> list[str] | None:
 _PORT = re.compile(r"(\d{1,5})(?:-(\d{1,5}))?(?:/(tcp|udp|sctp))?", re.IGNORECASE)
 
 
-def _port(word: str, text: str) -> str:
-    """Return an EXPOSE port as the config keys it: ``80/tcp``, ``53/udp``."""
+def _ports(word: str, text: str) -> list[str]:
+    """Return the config keys of an EXPOSE word: ``80/tcp``; a range, each."""
     match = _PORT.fullmatch(word)
     numbers = [int(n) for n in match.group(1, 2) if n] if match else []
     if (
@@ -489,8 +495,8 @@ def _port(word: str, text: str) -> str:
             f"--change {text!r}: {word!r} is not a port or port range "
             "(1-65535), optionally with /tcp, /udp or /sctp"
         )
-    assert match is not None
-    return f"{match.group(0).split('/')[0]}/{(match.group(3) or 'tcp').lower()}"
+    protocol = (match.group(3) or "tcp").lower()
+    return [f"{port}/{protocol}" for port in range(numbers[0], numbers[-1] + 1)]
 
 
 def _pairs(value: str) -> list[tuple[str, str]]:

@@ -839,7 +839,7 @@ def render_commit(result) -> str:
         f"({human_size(layer.uncompressed_size)} uncompressed)",
     ]
     if result.left_out:
-        lines.append(f"  left out {len(result.left_out)} paths:")
+        lines.append(f"  left out {counted(len(result.left_out), 'path')}:")
         for row in result.left_out:
             lines.append(f"    {row.kind} /{shown(row.path)} ({row.reason})")
     if result.volume_writes:

@@ -360,8 +360,11 @@ def read_upperdir(source: str, *, lower: MergedView | None = None) -> UpperDir:
     upper = UpperDir(source, Changeset(), lower_known=lower is not None)
     if os.path.isdir(source):
         items = _walk_directory(source, sockets=upper.sockets)
-    elif os.path.exists(source):
+    elif os.path.isfile(source):
         items = _walk_tar(source)
+    elif os.path.exists(source):
+        # A FIFO or a device would block or never end: never open one.
+        raise LayerdiffError("not a directory or a regular tar file", source=source)
     else:
         raise LayerdiffError("no such upper dir or tar", source=source)
 

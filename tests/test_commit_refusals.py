@@ -244,7 +244,9 @@ def test_a_malformed_exec_form_runs_through_the_shell_as_docker_does():
     runtime = apply_changes({}, ['CMD ["unterminated', "EXPOSE 53/UDP 8000-8010"])
 
     assert runtime["Cmd"] == ["/bin/sh", "-c", '["unterminated']
-    assert runtime["ExposedPorts"] == {"53/udp": {}, "8000-8010/tcp": {}}
+    assert runtime["ExposedPorts"] == {"53/udp": {}} | {
+        f"{port}/tcp": {} for port in range(8000, 8011)
+    }
 
 
 def test_a_junk_upper_file_is_one_line(tmp_path, base):
@@ -311,3 +313,47 @@ def test_names_that_are_not_utf8_or_hold_newlines_stay_whole(tmp_path, base):
     assert len(rows) == 2
     assert any("/etc/bad\\xffname" in row for row in rows)
     assert any("/etc/two\\nlines" in row for row in rows)
+
+
+def test_docker_commit_forms_of_cmd_workdir_and_port_ranges():
+    from layerdiff.commit import apply_changes
+
+    runtime = apply_changes(
+        {"WorkingDir": "/app"},
+        ["CMD []", "WORKDIR sub", "EXPOSE 9000-9001/udp"],
+    )
+
+    assert runtime["Cmd"] == []
+    assert runtime["WorkingDir"] == "/app/sub"
+    assert set(runtime["ExposedPorts"]) == {"9000/udp", "9001/udp"}
+
+
+def test_a_hard_link_to_a_left_out_stub_carries_the_data(tmp_path):
+    upper = tmp_path / "upper"
+    (upper / "etc").mkdir(parents=True)
+    (upper / "root").mkdir()
+    (upper / "etc" / "hosts").write_bytes(b"")
+    os.link(upper / "etc" / "hosts", upper / "root" / "x")
+    os.link(upper / "etc" / "hosts", upper / "root" / "y")
+    base = write_docker_save(tmp_path / "base.tar", [layer().dir("etc").tar_bytes()])
+    out = tmp_path / "out.tar"
+
+    result = run_cli("commit", upper, "--base", base, "-o", out, "--verify")
+    listing = run_cli("files", out, "--json").json
+
+    assert result.exit_code == 0, result.stderr
+    kinds = {item["path"]: (item["type"], item["linkname"]) for item in listing}
+    assert kinds["root/x"] == ("file", None)
+    assert kinds["root/y"] == ("hardlink", "root/x")
+    assert "etc/hosts" not in kinds
+
+
+def test_a_fifo_as_upper_is_refused_without_opening_it(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    base = write_docker_save(tmp_path / "base.tar", [layer().dir("etc").tar_bytes()])
+
+    result = run_cli("changes", fifo, "--base", base)
+
+    assert result.exit_code == 2
+    assert "regular" in result.stderr
