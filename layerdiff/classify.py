@@ -7,216 +7,271 @@ of the layer is added, whatever their order in the tar.
 
 from __future__ import annotations
 
-from . import paths
-from .model import Change, ChangeKind, Changeset, Entry, EntryType, Finding, Severity
-from .tree import Inode, MergedView, Node
+from array import array
+
+from .model import (
+    KIND_CODES,
+    REASON_CODES,
+    ChangeKind,
+    ChangeList,
+    Changeset,
+    EntryTable,
+    EntryType,
+    Finding,
+    Severity,
+)
+from .tree import BLOCK, CHAR, DIR, FILE, HARDLINK, IMPLICIT_DIR, SYMLINK, MergedView
 
 __all__ = ["apply_layer"]
 
-_IMPLICIT_DIR_MODE = 0o755
+_ADD = KIND_CODES[ChangeKind.ADD]
+_MODIFY = KIND_CODES[ChangeKind.MODIFY]
+_DELETE = KIND_CODES[ChangeKind.DELETE]
+_OPAQUE = KIND_CODES[ChangeKind.OPAQUE]
+_SAME = KIND_CODES[ChangeKind.SAME]
+_CONTENT = REASON_CODES["content"]
+_METADATA = REASON_CODES["metadata"]
+_TYPE = REASON_CODES["type"]
+_TYPE_NAMES = [None, *EntryType]
 
 
 def apply_layer(
     view: MergedView, changeset: Changeset, layer: int
-) -> tuple[list[Change], list[Finding]]:
+) -> tuple[ChangeList, list[Finding]]:
     """Apply one layer on top of the merged view; return its changes.
 
     The view is updated in place. Findings report entries that do nothing
     (a whiteout of a missing path) or that break a rule (a hard link to a
     missing target).
     """
-    changes: list[Change] = []
-    findings: list[Finding] = []
+    return _Apply(view, changeset, layer).run()
 
-    for target in dict.fromkeys(changeset.whiteouts):
-        node = view.get(target)
-        if node is None:
-            findings.append(
-                Finding(
+
+class _Apply:
+    """The work of applying one layer, with the state it shares."""
+
+    def __init__(self, view: MergedView, changeset: Changeset, layer: int) -> None:
+        table = changeset.entries
+        if not isinstance(table, EntryTable):
+            table = EntryTable.from_entries(table)
+        self.view = view
+        self.changeset = changeset
+        self.table = table
+        self.layer = layer
+        self.changes = ChangeList(table=view.paths)
+        self.findings: list[Finding] = []
+        self.implicit = view.meta_number(IMPLICIT_DIR)
+
+    def finding(self, rule: str, message: str, severity: Severity, **where) -> None:
+        self.findings.append(Finding(rule, message, severity, layer=self.layer, **where))
+
+    def run(self) -> tuple[ChangeList, list[Finding]]:
+        view, changes, changeset = self.view, self.changes, self.changeset
+        for target in dict.fromkeys(changeset.whiteouts):
+            number = view.find(target)
+            if number <= 0:
+                self.finding(
                     "whiteout-missing-target",
                     "whiteout deletes a path that no lower layer has",
                     Severity.INFO,
                     path=target,
-                    layer=layer,
                 )
-            )
-            continue
-        removed, freed = view.remove(target, "deleted")
-        changes.append(
-            Change(
-                target, ChangeKind.DELETE, node.data_type, None, 0, removed - 1, freed
-            )
-        )
+                continue
+            kind_type = view.data_type(number)
+            removed, freed = view.drop(number, "deleted")
+            changes.add(number, _DELETE, kind_type, 0, 0, removed - 1, freed)
 
-    for directory in dict.fromkeys(changeset.opaque_dirs):
-        node = view.get(directory)
-        if node is None or node.entry.type is not EntryType.DIR:
-            continue  # a directory new in this layer has nothing to hide
-        removed, freed = view.remove_children(directory, "shadowed")
-        changes.append(
-            Change(directory, ChangeKind.OPAQUE, EntryType.DIR, None, 0, removed, freed)
-        )
+        for directory in dict.fromkeys(changeset.opaque_dirs):
+            number = view.find(directory)
+            if number < 0 or view.types[number] != DIR:
+                continue  # a directory new in this layer has nothing to hide
+            removed, freed = view.drop_children(number, "shadowed")
+            changes.add(number, _OPAQUE, DIR, 0, 0, removed, freed)
 
-    final: dict[str, Entry] = {}
-    for entry in changeset.entries:
-        earlier = final.pop(entry.path, None)
-        if earlier is not None:
-            findings.append(
-                Finding(
+        table = self.table
+        paths, types, sizes = table.paths, table.types, table.sizes
+        numbers = array("I", map(view.number, paths))
+        self.numbers = numbers
+        # Where each path number last occurs in this layer's tar.
+        last = array("i", bytes(4 * len(view.paths)))
+        for index, number in enumerate(numbers):
+            earlier = last[number] - 1
+            if earlier >= 0:
+                is_file = types[earlier] == FILE
+                self.finding(
                     "duplicate-entry",
                     "the layer holds this path more than once; the last entry "
                     "wins and the earlier ones only cost space",
                     Severity.INFO,
-                    path=entry.path,
-                    layer=layer,
-                    size=earlier.size if earlier.type is EntryType.FILE else None,
+                    path=paths[index],
+                    size=sizes[earlier] if is_file else None,
                 )
+                if is_file:  # shipped, then replaced
+                    view.charge(self.layer, "shadowed", sizes[earlier])
+            last[number] = index + 1
+        final = [i for i, number in enumerate(numbers) if last[number] == i + 1]
+
+        # Hard links go last, in tar order, so their targets are in place. One
+        # that comes before its target in the tar is extracted (by GNU tar or
+        # containerd) against what exists at that point: the file below, or
+        # nothing, and then the link is not created.
+        links = [i for i in final if types[i] == HARDLINK]
+        early: dict[int, tuple[int, int] | None] = {}
+        for index in links:
+            target = view.paths.find(table.extra[index][0])
+            if target >= 0 and last[target] - 1 > index:
+                below = view.types[target] and view.inodes[target] >= 0
+                early[index] = (view.inodes[target], view.meta[target]) if below else None
+        del last
+
+        regular = [i for i in final if types[i] != HARDLINK]
+        regular.sort(key=paths.__getitem__)
+        layer_metas = [view.meta_number(meta) for meta in table.metas]
+        meta = table.meta
+        extra = table.extra
+        for index in regular:
+            kind = types[index]
+            inode = -1
+            if kind == FILE:
+                inode = view.new_inode(sizes[index], self.layer, table.digest(index))
+            self.place(
+                index, kind, layer_metas[meta[index]], inode, extra.get(index)
             )
-        if earlier is not None and earlier.type is EntryType.FILE:
-            view.charge(layer, "shadowed", earlier.size)  # shipped, then replaced
-        final[entry.path] = entry
 
-    # Hard links go last, in tar order, so their targets are in place. One
-    # that comes before its target in the tar is extracted (by GNU tar or
-    # containerd) against what exists at that point: the file below, or
-    # nothing, and then the link is not created.
-    position = {entry.path: i for i, entry in enumerate(changeset.entries)}
-    links = [e for e in final.values() if e.type is EntryType.HARDLINK]
-    early = {
-        e.path: view.get(e.linkname)
-        for e in links
-        if position.get(e.linkname, -1) > position[e.path]
-    }
-    for path in sorted(final):
-        entry = final[path]
-        if entry.type is EntryType.HARDLINK:
-            continue
-        inode = None
-        if entry.type is EntryType.FILE:
-            inode = Inode(entry.size, layer, entry.sha256)
-        _place(view, Node(entry, layer, inode), layer, changes, findings)
-
-    for entry in links:
-        if entry.path in early:
-            target = early[entry.path]
-            below = target is not None and target.inode is not None
-            findings.append(
-                Finding(
+        for index in links:
+            linkname = extra[index][0]
+            if index in early:
+                snapshot = early[index]
+                self.finding(
                     "hardlink-missing-target",
-                    f"hard link comes before its target /{entry.linkname} in the "
+                    f"hard link comes before its target /{linkname} in the "
                     + (
                         "tar, so extracting it links to the file below"
-                        if below
+                        if snapshot is not None
                         else "tar, so extracting it fails and the link is not created"
                     ),
                     Severity.WARNING,
-                    path=entry.path,
-                    layer=layer,
+                    path=paths[index],
                 )
-            )
-            if not below:
-                continue
+                if snapshot is None:
+                    continue
+                inode, target_meta = snapshot
+            else:
+                target = view.find(linkname)
+                inode = view.inodes[target] if target >= 0 else -1
+                if inode < 0:
+                    why = "is missing" if target < 0 else "is not a regular file"
+                    self.finding(
+                        "hardlink-missing-target",
+                        f"hard link target /{linkname} {why}",
+                        Severity.WARNING,
+                        path=paths[index],
+                    )
+                target_meta = view.meta[target] if target >= 0 else -1
+            own = layer_metas[meta[index]]
+            if inode >= 0:
+                # A hard link is another name for the target's inode: extracting
+                # it ignores the mode and owner in its own header.
+                mode, uid, gid, _, _, _, xattrs = view.metas[target_meta]
+                _, _, _, mtime, uname, gname, _ = view.metas[own]
+                own = view.meta_number((mode, uid, gid, mtime, uname, gname, xattrs))
+            self.place(index, HARDLINK, own, inode, extra[index])
+
+        return changes, self.findings
+
+    def place(
+        self,
+        index: int,
+        kind: int,
+        meta: int,
+        inode: int,
+        extra: tuple[str, int, int] | None,
+    ) -> None:
+        view, layer = self.view, self.layer
+        number = self.numbers[index]
+        parent = view.parent[number]
+        if view.types[parent] != DIR:
+            self.ensure_parents(parent, index)
+        lower = view.types[number]
+        kind_type = FILE if kind == HARDLINK and inode >= 0 else kind
+        size = self.table.sizes[index] if kind == FILE else 0
+        changes = self.changes
+        if not lower:
+            view.set(number, kind, layer, meta, inode, extra)
+            changes.add(number, _ADD, kind_type, 0, size)
+            return
+
+        lower_type = view.data_type(number)
+        if lower_type != kind_type:
+            hidden = freed = 0
+            if lower_type == DIR:
+                hidden, freed = view.drop_children(number, "shadowed")
+            view.drop(number, "shadowed")
+            view.set(number, kind, layer, meta, inode, extra)
+            changes.add(number, _MODIFY, kind_type, _TYPE, size, hidden, freed)
+            return
+
+        lower_meta = view.meta[number]
+        if kind_type == DIR:
+            # Directories keep their children; only their own metadata changes.
+            # Their mtime moves whenever a child changes, so it is not compared.
+            view.set(number, kind, layer, meta, -1, extra)
+            if not _same_metadata(view.metas[meta], view.metas[lower_meta], False):
+                changes.add(number, _MODIFY, kind_type, _METADATA)
+            return
+
+        lower_inode = view.inodes[number]
+        if kind_type == FILE:
+            same_content = lower_inode >= 0 and view.same_data(lower_inode, inode)
+        elif kind_type == SYMLINK or kind_type in (CHAR, BLOCK):
+            old = view.extra.get(number, ("", 0, 0))
+            new = extra or ("", 0, 0)
+            same_content = old[0] == new[0] if kind_type == SYMLINK else old[1:] == new[1:]
         else:
-            target = view.get(entry.linkname)
-        if target is None or target.inode is None:
-            why = "is missing" if target is None else "is not a regular file"
-            findings.append(
-                Finding(
-                    "hardlink-missing-target",
-                    f"hard link target /{entry.linkname} {why}",
-                    Severity.WARNING,
-                    path=entry.path,
-                    layer=layer,
-                )
-            )
-        inode = target.inode if target is not None else None
-        if inode is not None:
-            # A hard link is another name for the target's inode: extracting
-            # it ignores the mode and owner in its own header.
-            source = target.entry
-            entry.mode, entry.uid, entry.gid = source.mode, source.uid, source.gid
-            entry.xattrs = source.xattrs
-        _place(view, Node(entry, layer, inode), layer, changes, findings)
+            same_content = True
+        cause = "metadata_only" if same_content else "shadowed"
+        if inode >= 0 and lower_inode == inode:
+            cause = "shadowed"  # a hard link re-pointed at its own inode
+        view.drop(number, cause)
+        view.set(number, kind, layer, meta, inode, extra)
+        if not same_content:
+            reason = _CONTENT
+        elif _same_metadata(view.metas[meta], view.metas[lower_meta], True):
+            changes.add(number, _SAME, kind_type, 0, size)
+            return
+        else:
+            reason = _METADATA
+        changes.add(number, _MODIFY, kind_type, reason, size)
 
-    return changes, findings
-
-
-def _place(
-    view: MergedView,
-    node: Node,
-    layer: int,
-    changes: list[Change],
-    findings: list[Finding],
-) -> None:
-    entry = node.entry
-    path = entry.path
-    _ensure_parents(view, path, layer, findings)
-    lower = view.get(path)
-    kind_type = node.data_type
-    size = entry.size if entry.type is EntryType.FILE else 0
-    if lower is None:
-        view.put(node)
-        changes.append(Change(path, ChangeKind.ADD, kind_type, None, size))
-        return
-
-    lower_type = lower.data_type
-    if lower_type is not kind_type:
-        hidden = freed = 0
-        if lower_type is EntryType.DIR:
-            hidden, freed = view.remove_children(path, "shadowed")
-        view.remove(path, "shadowed")
-        view.put(node)
-        changes.append(
-            Change(path, ChangeKind.MODIFY, kind_type, "type", size, hidden, freed)
-        )
-        return
-
-    if kind_type is EntryType.DIR:
-        # Directories keep their children; only their own metadata changes.
-        # Their mtime moves whenever a child changes, so it is not compared.
-        node.inode = None
-        view.nodes[path] = node
-        if not entry.same_metadata(lower.entry, with_mtime=False):
-            changes.append(Change(path, ChangeKind.MODIFY, kind_type, "metadata"))
-        return
-
-    same_content = lower.same_content(node)
-    cause = "metadata_only" if same_content else "shadowed"
-    if node.inode is not None and lower.inode is node.inode:
-        cause = "shadowed"  # a hard link re-pointed at its own inode
-    view.remove(path, cause)
-    view.put(node)
-    if not same_content:
-        reason = "content"
-    elif entry.same_metadata(lower.entry, with_mtime=True):
-        changes.append(Change(path, ChangeKind.SAME, kind_type, None, size))
-        return
-    else:
-        reason = "metadata"
-    changes.append(Change(path, ChangeKind.MODIFY, kind_type, reason, size))
-
-
-def _ensure_parents(
-    view: MergedView, path: str, layer: int, findings: list[Finding]
-) -> None:
-    """Create missing parent directories, as extracting the tar would."""
-    parent = paths.parent(path)
-    missing = []
-    while parent and (node := view.get(parent)) is None:
-        missing.append(parent)
-        parent = paths.parent(parent)
-    if parent and node.data_type is not EntryType.DIR:
-        findings.append(
-            Finding(
+    def ensure_parents(self, parent: int, index: int) -> None:
+        """Create missing parent directories, as extracting the tar would."""
+        view = self.view
+        missing = []
+        while parent > 0 and not view.types[parent]:
+            missing.append(parent)
+            parent = view.parent[parent]
+        if parent > 0 and view.types[parent] != DIR:
+            shown = view.paths[parent]
+            kind = _TYPE_NAMES[view.data_type(parent)].value  # type: ignore[union-attr]
+            self.finding(
                 "parent-not-directory",
-                f"parent /{parent} is a {node.data_type.value}, not a directory; "
+                f"parent /{shown} is a {kind}, not a directory; "
                 "extraction replaces it with a directory",
                 Severity.WARNING,
-                path=path,
-                layer=layer,
+                path=self.table.paths[index],
             )
-        )
-        view.remove(parent, "shadowed")
-        missing.append(parent)
-    for directory in reversed(missing):
-        view.put(Node(Entry(directory, EntryType.DIR, _IMPLICIT_DIR_MODE), layer))
+            view.drop(parent, "shadowed")
+            missing.append(parent)
+        for directory in reversed(missing):
+            view.set(directory, DIR, self.layer, self.implicit)
+
+
+def _same_metadata(one: tuple, two: tuple, with_mtime: bool) -> bool:
+    """Tell whether mode, owner, xattrs (and mtime if asked) are equal."""
+    return (
+        one[0] == two[0]
+        and one[1] == two[1]
+        and one[2] == two[2]
+        and one[6] == two[6]
+        and (not with_mtime or one[3] == two[3])
+    )

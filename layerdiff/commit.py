@@ -819,7 +819,7 @@ def expected_view(base: MergedView | None, changeset: Changeset) -> MergedView:
     from .classify import apply_layer
 
     view = copy.deepcopy(base) if base is not None else MergedView()
-    layer = max((n.layer for n in view.nodes.values()), default=-1) + 1
+    layer = max((view.layers[n] for n in view.live_numbers()), default=-1) + 1
     apply_layer(view, changeset, layer)
     return view
 

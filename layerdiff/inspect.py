@@ -16,7 +16,7 @@ from .errors import DigestMismatchError, LayerdiffError, LayerFormatError
 from .layer import read_changeset
 from .model import (
     Changeset,
-    ChangeList,
+    EntryTable,
     Finding,
     ImageReport,
     LayerReport,
@@ -242,15 +242,14 @@ def inspect_image(
             + len(changeset.whiteouts)
             + len(changeset.opaque_dirs)
         )
-        report.file_bytes = sum(
-            e.size for e in changeset.entries if e.type.value == "file"
+        entries = changeset.entries
+        report.file_bytes = (
+            entries.file_bytes()
+            if isinstance(entries, EntryTable)
+            else sum(e.size for e in entries if e.type.value == "file")
         )
         changes, findings = apply_layer(view, changeset, ref.index)
-        for entry in changeset.entries:
-            # The view's inodes hold each digest in 32 bytes; its entries
-            # need not keep the hex form as well.
-            entry.sha256 = None
-        report.changes = ChangeList(changes)
+        report.changes = changes
         for finding in changeset.findings + findings:
             finding.layer = ref.index
         report.findings = changeset.findings + findings

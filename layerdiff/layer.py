@@ -14,7 +14,7 @@ from .errors import (
     UnsafePathError,
     short_digest,
 )
-from .model import Changeset, Entry, EntryType, Finding, Severity
+from .model import TYPE_CODES, Changeset, EntryTable, EntryType, Finding, Severity
 from .tarread import TarMember, read_tar
 
 __all__ = ["read_changeset", "changeset_from_members"]
@@ -30,6 +30,9 @@ _ENTRY_TYPES = {
     "5": EntryType.DIR,
     "6": EntryType.FIFO,
 }
+
+
+_TYPE_CODES = {flag: TYPE_CODES[kind] for flag, kind in _ENTRY_TYPES.items()}
 
 
 def read_changeset(
@@ -80,42 +83,14 @@ def read_changeset(
     return changeset
 
 
-def entry_from_member(
-    member: TarMember, path: str, shared: dict | None = None
-) -> Entry:
-    """Turn a tar member into an entry at an already normalised path.
-
-    ``shared`` maps values to one object per value: modes, owners, times
-    and owner names repeat across a layer, and a merged view of a million
-    entries keeps them all, so equal values are stored once.
-    """
-    kind = _ENTRY_TYPES[member.typeflag]
-    linkname = member.linkname
-    if kind is EntryType.HARDLINK:
-        try:
-            linkname = paths.normalize(linkname)
-        except UnsafePathError as exc:
-            raise UnsafePathError(
-                f"hard link target {linkname!r} would escape the root",
-                entry=member.name,
-            ) from exc
-    one = ({} if shared is None else shared).setdefault
-    return Entry(
-        path=path,
-        type=kind,
-        mode=one(member.mode, member.mode),
-        uid=one(member.uid, member.uid),
-        gid=one(member.gid, member.gid),
-        size=member.size if kind is EntryType.FILE else 0,
-        mtime=one(member.mtime, member.mtime),
-        linkname=linkname,
-        sha256=member.sha256,
-        xattrs=member.xattrs,
-        devmajor=member.devmajor,
-        devminor=member.devminor,
-        uname=one(member.uname, member.uname),
-        gname=one(member.gname, member.gname),
-    )
+def _hardlink_target(member: TarMember) -> str:
+    try:
+        return paths.normalize(member.linkname)
+    except UnsafePathError as exc:
+        raise UnsafePathError(
+            f"hard link target {member.linkname!r} would escape the root",
+            entry=member.name,
+        ) from exc
 
 
 def _whiteout_meaning(member: TarMember, path: str) -> tuple[str, str] | None:
@@ -141,9 +116,11 @@ def _whiteout_meaning(member: TarMember, path: str) -> tuple[str, str] | None:
 
 def changeset_from_members(members) -> Changeset:
     """Sort tar members of an image layer into entries and whiteouts."""
-    changeset = Changeset()
-    entries = changeset.entries
-    shared: dict = {}
+    changeset = Changeset(entries=EntryTable())
+    add = changeset.entries.add
+    codes = _TYPE_CODES
+    file_code = TYPE_CODES[EntryType.FILE]
+    hardlink_code = TYPE_CODES[EntryType.HARDLINK]
     for member in members:
         try:
             path = paths.normalize(member.name)
@@ -153,7 +130,29 @@ def changeset_from_members(members) -> Changeset:
             if ".wh." in path:
                 marker = _whiteout_meaning(member, path)
             if marker is None:
-                entries.append(entry_from_member(member, path, shared))
+                kind = codes[member.typeflag]
+                xattrs = member.xattrs
+                meta = (
+                    member.mode,
+                    member.uid,
+                    member.gid,
+                    member.mtime,
+                    member.uname,
+                    member.gname,
+                    tuple(sorted(xattrs.items())) if xattrs else None,
+                )
+                add(
+                    path,
+                    kind,
+                    meta,
+                    member.size if kind == file_code else 0,
+                    member.sha256,
+                    _hardlink_target(member)
+                    if kind == hardlink_code
+                    else member.linkname,
+                    member.devmajor,
+                    member.devminor,
+                )
                 continue
         except LayerdiffError as exc:
             raise exc.located(entry=member.name)

@@ -41,6 +41,8 @@ __all__ = [
     "ChangeKind",
     "Change",
     "ChangeList",
+    "PathTable",
+    "EntryTable",
     "Severity",
     "Finding",
     "Waste",
@@ -133,7 +135,7 @@ class Changeset:
     children are hidden.
     """
 
-    entries: list[Entry] = field(default_factory=list)
+    entries: list[Entry] | EntryTable = field(default_factory=list)
     whiteouts: list[str] = field(default_factory=list)
     opaque_dirs: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
@@ -142,6 +144,195 @@ class Changeset:
     compression: str = "none"
     size: int = 0
     uncompressed_size: int = 0
+
+
+def xattrs_key(xattrs: dict[str, bytes] | None) -> tuple | None:
+    """Return xattrs as a sorted tuple of items; None when there are none."""
+    return tuple(sorted(xattrs.items())) if xattrs else None
+
+
+class EntryTable(Sequence[Entry]):
+    """A layer's entries stored as columns; Entry objects are made on access.
+
+    Owner, mode, time, owner names and xattrs are stored once per distinct
+    combination (a layer's files mostly share a few), digests as 32 bytes.
+    The table crosses from worker processes as a handful of buffers. Entries
+    are appended, never changed: an Entry taken from the table is a copy.
+    """
+
+    __slots__ = (
+        "paths",
+        "types",
+        "metas",
+        "meta",
+        "sizes",
+        "digests",
+        "hashed",
+        "extra",
+        "_meta_index",
+    )
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.types = bytearray()  # TYPE_CODES
+        # (mode, uid, gid, mtime, uname, gname, xattrs_key), by number
+        self.metas: list[tuple] = []
+        self.meta = array("I")
+        self.sizes = array("q")
+        self.digests = bytearray()  # 32 bytes an entry, zeros when unknown
+        self.hashed = bytearray()  # 1 where the digest is known
+        # linkname, devmajor and devminor, for the entries that have them
+        self.extra: dict[int, tuple[str, int, int]] = {}
+        self._meta_index: dict[tuple, int] = {}
+
+    @classmethod
+    def from_entries(cls, entries: Iterable[Entry]) -> EntryTable:
+        table = cls()
+        for entry in entries:
+            table.append(entry)
+        return table
+
+    def meta_number(self, meta: tuple) -> int:
+        number = self._meta_index.get(meta)
+        if number is None:
+            number = self._meta_index[meta] = len(self.metas)
+            self.metas.append(meta)
+        return number
+
+    def add(
+        self,
+        path: str,
+        kind: int,
+        meta: tuple,
+        size: int,
+        sha256: str | None,
+        linkname: str = "",
+        devmajor: int = 0,
+        devminor: int = 0,
+    ) -> None:
+        """Add an entry by its columns: the fast way in."""
+        index = len(self.paths)
+        self.paths.append(path)
+        self.types.append(kind)
+        number = self._meta_index.get(meta)
+        if number is None:
+            number = self._meta_index[meta] = len(self.metas)
+            self.metas.append(meta)
+        self.meta.append(number)
+        self.sizes.append(size)
+        if sha256:
+            self.digests += bytes.fromhex(sha256)
+            self.hashed.append(1)
+        else:
+            self.digests += bytes(32)
+            self.hashed.append(0)
+        if linkname or devmajor or devminor:
+            self.extra[index] = (linkname, devmajor, devminor)
+
+    def append(self, entry: Entry) -> None:
+        self.add(
+            entry.path,
+            TYPE_CODES[entry.type],
+            (
+                entry.mode,
+                entry.uid,
+                entry.gid,
+                entry.mtime,
+                entry.uname,
+                entry.gname,
+                xattrs_key(entry.xattrs),
+            ),
+            entry.size,
+            entry.sha256,
+            entry.linkname,
+            entry.devmajor,
+            entry.devminor,
+        )
+
+    def digest(self, index: int) -> bytes | None:
+        """Return the content digest of an entry as 32 bytes, or None."""
+        if not self.hashed[index]:
+            return None
+        return bytes(self.digests[32 * index : 32 * index + 32])
+
+    def file_bytes(self) -> int:
+        """Return the bytes of all regular files' content."""
+        file_code = TYPE_CODES[EntryType.FILE]
+        types = self.types
+        return sum(
+            size for index, size in enumerate(self.sizes) if types[index] == file_code
+        )
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _make(self, index: int) -> Entry:
+        mode, uid, gid, mtime, uname, gname, xattrs = self.metas[self.meta[index]]
+        linkname, devmajor, devminor = self.extra.get(index, ("", 0, 0))
+        digest = self.digest(index)
+        return Entry(
+            self.paths[index],
+            _TYPES[self.types[index]],  # type: ignore[arg-type]
+            mode,
+            uid,
+            gid,
+            self.sizes[index],
+            mtime,
+            linkname,
+            digest.hex() if digest is not None else None,
+            dict(xattrs) if xattrs else None,
+            devmajor,
+            devminor,
+            uname,
+            gname,
+        )
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self._make(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("entry index out of range")
+        return self._make(index)
+
+    def __iter__(self) -> Iterator[Entry]:
+        return map(self._make, range(len(self.paths)))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (EntryTable, list)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"EntryTable({list(self)!r})"
+
+    def __getstate__(self):
+        return (
+            self.paths,
+            bytes(self.types),
+            self.metas,
+            self.meta.tobytes(),
+            self.sizes.tobytes(),
+            bytes(self.digests),
+            bytes(self.hashed),
+            self.extra,
+        )
+
+    def __setstate__(self, state) -> None:
+        paths, types, metas, meta, sizes, digests, hashed, extra = state
+        self.paths = paths
+        self.types = bytearray(types)
+        self.metas = metas
+        self.meta = array("I")
+        self.meta.frombytes(meta)
+        self.sizes = array("q")
+        self.sizes.frombytes(sizes)
+        self.digests = bytearray(digests)
+        self.hashed = bytearray(hashed)
+        self.extra = extra
+        self._meta_index = {meta: number for number, meta in enumerate(metas)}
+
 
 
 class ChangeKind(str, enum.Enum):
@@ -189,6 +380,120 @@ class Change:
 _KINDS = list(ChangeKind)
 _TYPES: list[EntryType | None] = [None, *EntryType]
 _REASONS: list[str | None] = [None, "content", "metadata", "type"]
+KIND_CODES = {kind: code for code, kind in enumerate(_KINDS)}
+TYPE_CODES = {kind: code for code, kind in enumerate(_TYPES)}
+REASON_CODES = {reason: code for code, reason in enumerate(_REASONS)}
+
+
+class PathTable:
+    """Paths by number: each stored once, as UTF-8, in one growing buffer.
+
+    A merged view of a million paths held as Python strings costs about a
+    hundred bytes a path before anything else is known about it; here a
+    path costs its bytes, an offset and a slot of the hash index. Numbers
+    are never reused, so a number keeps naming its path after the path is
+    deleted from a view: change lists refer to paths by number.
+    """
+
+    __slots__ = ("_blob", "_ends", "_slots", "_mask", "_limit")
+
+    def __init__(self) -> None:
+        self._blob = bytearray()
+        self._ends = array("q")
+        self._slots = array("q", bytes(8 * 1024))  # (tag << 32) | (number + 1)
+        self._mask = 1023
+        self._limit = 614  # grow past 60% full
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def __getitem__(self, number: int) -> str:
+        start = self._ends[number - 1] if number else 0
+        return self._blob[start : self._ends[number]].decode(
+            "utf-8", "surrogateescape"
+        )
+
+    def find(self, path: str) -> int:
+        """Return the number of a path, or -1 when it was never added."""
+        code = hash(path)
+        tag = (code >> 32) & 0x7FFFFFFF
+        mask = self._mask
+        slots = self._slots
+        index = code & mask
+        while True:
+            value = slots[index]
+            if not value:
+                return -1
+            if value >> 32 == tag:
+                number = (value & 0xFFFFFFFF) - 1
+                if self[number] == path:
+                    return number
+            index = (index + 1) & mask
+
+    def add(self, path: str) -> int:
+        """Return the number of a path, adding it when it is new."""
+        code = hash(path)
+        tag = (code >> 32) & 0x7FFFFFFF
+        mask = self._mask
+        slots = self._slots
+        index = code & mask
+        while True:
+            value = slots[index]
+            if not value:
+                break
+            if value >> 32 == tag:
+                number = (value & 0xFFFFFFFF) - 1
+                if self[number] == path:
+                    return number
+            index = (index + 1) & mask
+        number = len(self._ends)
+        if number >= 0xFFFFFFFE:
+            raise OverflowError("more than 4 billion paths")
+        self._blob += path.encode("utf-8", "surrogateescape")
+        self._ends.append(len(self._blob))
+        slots[index] = (tag << 32) | (number + 1)
+        if number >= self._limit:
+            self._grow()
+        return number
+
+    def _grow(self) -> None:
+        self._rebuild(2 * (self._mask + 1))
+
+    def _rebuild(self, size: int) -> None:
+        slots = array("q", bytes(8 * size))
+        mask = size - 1
+        start = 0
+        blob = self._blob
+        for number, end in enumerate(self._ends):
+            code = hash(blob[start:end].decode("utf-8", "surrogateescape"))
+            start = end
+            index = code & mask
+            while slots[index]:
+                index = (index + 1) & mask
+            slots[index] = (((code >> 32) & 0x7FFFFFFF) << 32) | (number + 1)
+        self._slots, self._mask, self._limit = slots, mask, int(size * 0.6)
+
+    def __getstate__(self):
+        # The index depends on this process's string hashes: rebuilt on load.
+        return bytes(self._blob), self._ends.tobytes()
+
+    def __setstate__(self, state) -> None:
+        blob, ends = state
+        self._blob = bytearray(blob)
+        self._ends = array("q")
+        self._ends.frombytes(ends)
+        size = 1024
+        while int(size * 0.6) <= len(self._ends):
+            size *= 2
+        self._rebuild(size)
+
+    def __deepcopy__(self, memo) -> PathTable:
+        copy = PathTable.__new__(PathTable)
+        copy._blob = bytearray(self._blob)
+        copy._ends = array("q", self._ends)
+        copy._slots = array("q", self._slots)
+        copy._mask, copy._limit = self._mask, self._limit
+        return copy
 
 
 class ChangeList(Sequence[Change]):
@@ -196,42 +501,83 @@ class ChangeList(Sequence[Change]):
 
     A layer of an image may change a million paths, and a report keeps
     every layer's changes. Stored as Change objects they would cost about
-    a hundred bytes each; here each costs its path (shared with the merged
-    view) and a few array slots. Items are Change objects made on access.
+    a hundred bytes each; here each costs a path number (in a PathTable,
+    shared with the merged view), three code bytes and its size. Counts of
+    what a change hid are kept only for the changes that hid something.
+    Items are Change objects made on access.
     """
 
-    __slots__ = ("_paths", "_codes", "_numbers")
+    __slots__ = ("_table", "_ids", "_codes", "_sizes", "_hidden")
 
-    def __init__(self, changes: Iterable[Change] = ()) -> None:
-        self._paths: list[str] = []
+    def __init__(
+        self, changes: Iterable[Change] = (), table: PathTable | None = None
+    ) -> None:
+        if isinstance(changes, ChangeList) and table is None:
+            self._table = changes._table
+            self._ids = array("I", changes._ids)
+            self._codes = bytearray(changes._codes)
+            self._sizes = array("q", changes._sizes)
+            self._hidden = dict(changes._hidden)
+            return
+        self._table = table if table is not None else PathTable()
+        self._ids = array("I")
         self._codes = bytearray()  # kind, type and reason: 3 bytes a change
-        self._numbers = array("q")  # size, hidden and hidden_bytes
+        self._sizes = array("q")
+        self._hidden: dict[int, tuple[int, int]] = {}
         for change in changes:
             self.append(change)
 
+    @property
+    def paths(self) -> PathTable:
+        return self._table
+
+    def add(
+        self,
+        number: int,
+        kind: int,
+        kind_type: int,
+        reason: int = 0,
+        size: int = 0,
+        hidden: int = 0,
+        hidden_bytes: int = 0,
+    ) -> None:
+        """Add a change by path number and codes: the fast way in."""
+        if hidden or hidden_bytes:
+            self._hidden[len(self._ids)] = (hidden, hidden_bytes)
+        self._ids.append(number)
+        self._codes += bytes((kind, kind_type, reason))
+        self._sizes.append(size)
+
     def append(self, change: Change) -> None:
-        self._paths.append(change.path)
-        self._codes += bytes(
-            (
-                _KINDS.index(change.kind),
-                _TYPES.index(change.type),
-                _REASONS.index(change.reason),
-            )
+        self.add(
+            self._table.add(change.path),
+            KIND_CODES[change.kind],
+            TYPE_CODES[change.type],
+            REASON_CODES[change.reason],
+            change.size,
+            change.hidden,
+            change.hidden_bytes,
         )
-        self._numbers.extend((change.size, change.hidden, change.hidden_bytes))
 
     def __len__(self) -> int:
-        return len(self._paths)
+        return len(self._ids)
+
+    def kind_counts(self) -> dict[str, int]:
+        """Return how many changes there are of each kind."""
+        counts = [0] * len(_KINDS)
+        for code in self._codes[0::3]:
+            counts[code] += 1
+        return {kind.value: counts[code] for code, kind in enumerate(_KINDS)}
 
     def _make(self, index: int) -> Change:
         kind, kind_type, reason = self._codes[3 * index : 3 * index + 3]
-        size, hidden, hidden_bytes = self._numbers[3 * index : 3 * index + 3]
+        hidden, hidden_bytes = self._hidden.get(index, (0, 0))
         return Change(
-            self._paths[index],
+            self._table[self._ids[index]],
             _KINDS[kind],
             _TYPES[kind_type],
             _REASONS[reason],
-            size,
+            self._sizes[index],
             hidden,
             hidden_bytes,
         )
@@ -246,7 +592,7 @@ class ChangeList(Sequence[Change]):
         return self._make(index)
 
     def __iter__(self) -> Iterator[Change]:
-        return map(self._make, range(len(self._paths)))
+        return map(self._make, range(len(self._ids)))
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, (ChangeList, list)):
@@ -340,6 +686,8 @@ class LayerReport:
     entry_count: int = 0
 
     def counts(self) -> dict[str, int]:
+        if isinstance(self.changes, ChangeList):
+            return self.changes.kind_counts()
         result = {kind.value: 0 for kind in ChangeKind}
         for change in self.changes:
             result[change.kind.value] += 1

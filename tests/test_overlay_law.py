@@ -119,7 +119,7 @@ def _layerdiff_view(tars: list[str]) -> tuple[dict, set]:
     inodes: dict[int, set[str]] = {}
     for node in view.iter_nodes():
         if node.inode is not None:
-            inodes.setdefault(id(node.inode), set()).add(node.entry.path)
+            inodes.setdefault(node.inode.number, set()).add(node.entry.path)
     groups = {frozenset(g) for g in inodes.values() if len(g) > 1}
     return entries, groups
 

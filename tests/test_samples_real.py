@@ -127,7 +127,7 @@ def test_dive_busybox_hard_links_count_their_data_once(samples_real):
     links = [n for n in view.iter_nodes() if n.entry.type.value == "hardlink"]
     assert len(links) == 392
     assert {n.entry.linkname for n in links} == {"bin/["}
-    assert all(n.inode is bracket.inode for n in links)
+    assert all(n.inode == bracket.inode for n in links)
     assert bracket.inode.refs == 393 and bracket.size == 1075464
     # 1075464 once, not 393 times; with getconf and the small etc files.
     assert report.layers[0].file_bytes == 1154361
