@@ -59,7 +59,8 @@ def _parse_size(text: str | None) -> int | None:
 class _Progress:
     """A one-line progress bar on stderr, only when stderr is a terminal.
 
-    It appears once a run has taken a second, so quick runs stay silent.
+    It appears once a run has taken a second, so quick runs stay silent,
+    and is redrawn at most ten times a second however often it is told.
     """
 
     def __init__(self, label: str, delay: float = 1.0) -> None:
@@ -68,12 +69,17 @@ class _Progress:
         self.shown = False
         self.start = time.monotonic()
         self.delay = delay
+        self.drawn = 0.0
 
     def __call__(self, done: int, total: int) -> None:
         if not self.enabled or total <= 0:
             return
-        if not self.shown and time.monotonic() - self.start < self.delay:
+        now = time.monotonic()
+        if not self.shown and now - self.start < self.delay:
             return
+        if now - self.drawn < 0.1 and done < total:
+            return
+        self.drawn = now
         width = 30
         filled = int(width * done / total)
         bar = "#" * filled + "." * (width - filled)

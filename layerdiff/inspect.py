@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import re
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from typing import Callable, Iterator
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import BinaryIO, Callable, Iterator
 
 from . import paths
 from .archive import Image, LayerRef
@@ -39,14 +41,44 @@ log = logging.getLogger(__name__)
 # Below this many compressed bytes, starting worker processes costs more
 # than reading the layers in this process.
 _PARALLEL_THRESHOLD = 32 << 20
+# A layer being read reports its progress once per this many compressed
+# bytes: often enough for a bar to move, rare enough to cost nothing.
+_PROGRESS_STEP = 1 << 20
+# How often the parent looks at the workers' progress while it waits.
+_POLL_SECONDS = 0.2
 
 Progress = Callable[[int, int], None]
 
 
+class _CountingReader:
+    """A blob handle that reports how many bytes were read from it so far."""
+
+    def __init__(self, raw: BinaryIO, report: Callable[[int], None]) -> None:
+        self._raw = raw
+        self._report = report
+        self._count = 0
+        self._next = _PROGRESS_STEP
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self._count += len(data)
+        if self._count >= self._next:
+            self._next = self._count + _PROGRESS_STEP
+            self._report(self._count)
+        return data
+
+
 def _read_one(
-    ref: LayerRef, max_size: int | None, cache_dir: str | None = None
+    ref: LayerRef,
+    max_size: int | None,
+    cache_dir: str | None = None,
+    report: Callable[[int], None] | None = None,
 ) -> tuple[Changeset, bool]:
-    """Read one layer, or take it from the cache; tell which it was."""
+    """Read one layer, or take it from the cache; tell which it was.
+
+    ``report``, if given, is called with the count of compressed bytes read
+    so far while the layer is parsed (not while a cached copy is checked).
+    """
     assert ref.location is not None
     if ref.size is not None and ref.size != ref.location.size:
         raise DigestMismatchError(
@@ -67,7 +99,7 @@ def _read_one(
                 return cached, True
         with ref.location.open() as handle:
             changeset = read_changeset(
-                handle,
+                handle if report is None else _CountingReader(handle, report),
                 digest=ref.digest,
                 diff_id=ref.diff_id,
                 max_size=max_size,
@@ -78,6 +110,81 @@ def _read_one(
     if cache is not None and ref.diff_id:
         cache.store(changeset)
     return changeset, False
+
+
+# In a worker process: one slot per layer of the image being read, where
+# the worker reading that layer keeps its count of compressed bytes read.
+# The parent reads the slots to draw progress; shared memory, so no pipe
+# or manager process is involved.
+_worker_counts = None
+
+
+def _share_counts(counts) -> None:
+    global _worker_counts
+    _worker_counts = counts
+
+
+def _read_in_worker(
+    ref: LayerRef, max_size: int | None, cache_dir: str | None, slot: int
+) -> tuple[Changeset, bool]:
+    """Read one layer in a worker process, counting its progress in ``slot``."""
+    counts = _worker_counts
+
+    def report(count: int) -> None:
+        counts[slot] = count
+
+    result = _read_one(ref, max_size, cache_dir, report)
+    counts[slot] = ref.location.size  # done, also when taken from the cache
+    return result
+
+
+def _wait(future: Future, on_idle: Callable[[], None] | None):
+    """Return the future's result, calling ``on_idle`` while it is not there."""
+    if on_idle is None:
+        return future.result()
+    while True:
+        try:
+            return future.result(timeout=_POLL_SECONDS)
+        except FutureTimeout:
+            on_idle()
+
+
+class _Tracker:
+    """Turn the bytes read of each layer into Progress calls that never go back.
+
+    Layers before ``position`` are done; in a worker process any layer
+    from ``position`` up may be under way, with its count in ``counts``.
+    """
+
+    def __init__(self, progress: Progress, sizes: list[int], counts=None) -> None:
+        self.progress = progress
+        self.sizes = sizes
+        self.total = sum(sizes)
+        self.counts = counts
+        self.position = 0
+        self.done = 0
+        self.shown = 0
+
+    def _show(self, count: int) -> None:
+        if count > self.shown:
+            self.shown = count
+            self.progress(count, self.total)
+
+    def reading(self, count: int) -> None:
+        """Take the count of the layer being read in this process."""
+        self._show(self.done + min(count, self.sizes[self.position]))
+
+    def poll(self) -> None:
+        """Take the counts that worker processes keep for their layers."""
+        sizes, counts = self.sizes, self.counts
+        under_way = range(self.position, len(sizes))
+        self._show(self.done + sum(min(counts[i], sizes[i]) for i in under_way))
+
+    def finished(self) -> None:
+        """Count the layer at ``position`` as read, and move on."""
+        self.done += self.sizes[self.position]
+        self.position += 1
+        self._show(self.done)
 
 
 def read_layers(
@@ -96,32 +203,48 @@ def read_layers(
     non-distributable blobs) yields None. With a ``cache``, layers whose
     diff_id it holds are taken from it (see layerdiff.cache for what is
     still verified); new ones are added to it.
+
+    ``progress`` is called with the compressed bytes read so far and the
+    total, as they are read (here or in workers), each MiB or so; the
+    count never goes back and ends at the total. A layer taken from the
+    cache counts as read at once.
     """
     cache_dir = cache.directory if cache is not None else None
     refs = img.layers
-    total = sum(r.location.size for r in refs if r.location is not None)
+    sizes = [r.location.size if r.location is not None else 0 for r in refs]
+    total = sum(sizes)
     jobs = jobs or os.cpu_count() or 1
     parallel = jobs > 1 and len(refs) > 1 and total >= _PARALLEL_THRESHOLD
     executor: Executor | None = None
     futures: list[Future | None] = []
+    counts = None
     if parallel:
-        executor = ProcessPoolExecutor(max_workers=min(jobs, len(refs)))
+        counts = multiprocessing.Array("q", len(refs), lock=False)
+        executor = ProcessPoolExecutor(
+            max_workers=min(jobs, len(refs)),
+            initializer=_share_counts,
+            initargs=(counts,),
+        )
         futures = [
-            executor.submit(_read_one, r, max_size, cache_dir) if r.location else None
-            for r in refs
+            executor.submit(_read_in_worker, r, max_size, cache_dir, i)
+            if r.location
+            else None
+            for i, r in enumerate(refs)
         ]
+    tracker = _Tracker(progress, sizes, counts) if progress is not None else None
     try:
-        done = 0
         for position, ref in enumerate(refs):
             try:
                 changeset = None
                 if ref.location is None:
                     pass
                 elif executor is not None:
-                    changeset, hit = futures[position].result()
+                    on_idle = tracker.poll if tracker is not None else None
+                    changeset, hit = _wait(futures[position], on_idle)
                     futures[position] = None  # the caller owns it now
                 else:
-                    changeset, hit = _read_one(ref, max_size, cache_dir)
+                    report = tracker.reading if tracker is not None else None
+                    changeset, hit = _read_one(ref, max_size, cache_dir, report)
                 if changeset is not None and cache is not None:
                     if hit:
                         cache.hits += 1
@@ -135,10 +258,8 @@ def read_layers(
                     layer_count=len(refs),
                     layer_digest=ref.digest or ref.diff_id,
                 )
-            if ref.location is not None:
-                done += ref.location.size
-            if progress is not None:
-                progress(done, total)
+            if tracker is not None:
+                tracker.finished()
             yield ref, changeset
             changeset = None  # freed once the caller has applied it
     finally:

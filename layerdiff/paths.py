@@ -23,6 +23,17 @@ def normalize(name: str) -> str:
     Raises UnsafePathError for a ``..`` component or a NUL byte: such a
     name would escape the root when the layer is extracted.
     """
+    # Nearly every name in a layer is already canonical but for a trailing
+    # '/': no component starts with '.' (so none is '.' or '..'), none is
+    # empty, and there is no NUL. Those are returned without splitting.
+    if (
+        "/." not in name
+        and "//" not in name
+        and name[:1] not in "./"
+        and "\x00" not in name
+        and len(name) <= MAX_PATH
+    ):
+        return name[:-1] if name[-1:] == "/" else name
     if "\x00" in name:
         raise UnsafePathError("entry name contains a NUL byte", entry=name)
     if len(name) > MAX_PATH:

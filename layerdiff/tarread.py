@@ -8,8 +8,10 @@ never seeks, and never keeps more than one chunk in memory.
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass
 from typing import Callable, Iterator
+from zlib import adler32
 
 from .errors import LayerdiffError, LayerFormatError, SizeLimitError
 
@@ -46,68 +48,80 @@ class TarMember:
 
 
 class _Reader:
-    """Buffered access to a chunk source: exact reads, skips, hashing."""
+    """Buffered access to a chunk source: exact reads, skips, hashing.
+
+    ``buf[pos:]`` is what is buffered and not yet consumed; ``base`` is the
+    stream offset of ``buf[0]``. read_tar works on these fields directly
+    for headers and small contents that lie wholly in the buffer, and
+    calls the methods for everything else.
+    """
+
+    __slots__ = ("_read_chunk", "base", "buf", "pos")
 
     def __init__(self, read_chunk: Callable[[], bytes]) -> None:
         self._read_chunk = read_chunk
-        self._buf = b""
-        self._pos = 0
-        self.offset = 0  # bytes consumed so far
+        self.buf = b""
+        self.pos = 0
+        self.base = 0
 
-    def _fill(self, need: int) -> bool:
-        avail = len(self._buf) - self._pos
+    @property
+    def offset(self) -> int:
+        """Return how many bytes of the stream were consumed so far."""
+        return self.base + self.pos
+
+    def fill(self, need: int) -> bool:
+        """Buffer at least ``need`` unconsumed bytes; False if the stream ends."""
+        avail = len(self.buf) - self.pos
         if avail >= need:
             return True
-        parts = [self._buf[self._pos :]]
+        parts = [self.buf[self.pos :]]
         while avail < need:
             chunk = self._read_chunk()
             if not chunk:
-                self._buf = b"".join(parts)
-                self._pos = 0
-                return False
+                break
             parts.append(chunk)
             avail += len(chunk)
-        self._buf = b"".join(parts)
-        self._pos = 0
-        return True
+        self.base += self.pos
+        self.buf = b"".join(parts)
+        self.pos = 0
+        return avail >= need
 
     def pending(self) -> int:
         """Return how many bytes are buffered but not consumed."""
-        return len(self._buf) - self._pos
+        return len(self.buf) - self.pos
 
     def read(self, size: int) -> bytes | None:
         """Return exactly ``size`` bytes, or None when the stream ends first."""
-        if not self._fill(size):
+        if not self.fill(size):
             return None
-        data = self._buf[self._pos : self._pos + size]
-        self._pos += size
-        self.offset += size
+        data = self.buf[self.pos : self.pos + size]
+        self.pos += size
         return data
 
     def consume(self, size: int, sink: Callable[[bytes], None] | None) -> bool:
         """Pass the next ``size`` bytes to ``sink`` (or drop them)."""
         while size > 0:
-            avail = len(self._buf) - self._pos
+            avail = len(self.buf) - self.pos
             if avail == 0:
-                self._buf = self._read_chunk()
-                self._pos = 0
-                avail = len(self._buf)
+                self.base += len(self.buf)
+                self.buf = self._read_chunk()
+                self.pos = 0
+                avail = len(self.buf)
                 if avail == 0:
                     return False
             take = min(avail, size)
             if sink is not None:
-                if self._pos == 0 and take == avail:
-                    sink(self._buf)
+                if self.pos == 0 and take == avail:
+                    sink(self.buf)
                 else:
-                    sink(memoryview(self._buf)[self._pos : self._pos + take])
-            self._pos += take
-            self.offset += take
+                    sink(memoryview(self.buf)[self.pos : self.pos + take])
+            self.pos += take
             size -= take
         return True
 
 
 def _text(raw: bytes) -> str:
-    return raw.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
+    return raw.partition(b"\x00")[0].decode("utf-8", "surrogateescape")
 
 
 def _number(raw: bytes, field: str) -> int:
@@ -124,6 +138,56 @@ def _number(raw: bytes, field: str) -> int:
         raise LayerFormatError(
             f"tar header {field} is not a number: {text[:20]!r}"
         ) from None
+
+
+def _octal(raw: bytes, field: str) -> int:
+    """Parse a numeric header field: plain octal at once, the rest by _number.
+
+    ``int`` refuses NUL and any byte above 0x7f, so a field it accepts once
+    its trailing NULs and spaces are gone holds no NUL terminator inside it
+    and no base-256 number: _number would read it the same way.
+    """
+    try:
+        return int(raw.rstrip(b" \x00"), 8)
+    except ValueError:
+        return _number(raw, field)
+
+
+def _owner(raw: bytes) -> tuple[int, int, int]:
+    """Parse the mode, uid and gid fields, which lie side by side."""
+    return (
+        _octal(raw[0:8], "mode") & 0o7777,
+        _octal(raw[8:16], "uid"),
+        _octal(raw[16:24], "gid"),
+    )
+
+
+def _owner_names(raw: bytes) -> tuple[str, str]:
+    """Parse the uname and gname fields, which lie side by side."""
+    return _text(raw[0:32]), _text(raw[32:64])
+
+
+def _mtime(raw: bytes) -> int:
+    return _octal(raw, "mtime")
+
+
+def _remembered(cache: dict, raw: bytes, parse: Callable):
+    """Return parse(raw) and remember it, while ``cache`` is small."""
+    value = parse(raw)
+    if len(cache) < _CACHE_LIMIT:
+        cache[raw] = value
+    return value
+
+
+# Modes, owners, owner names and often times repeat from header to header;
+# their parsed values are remembered per stream, up to this many of each,
+# so that headers crafted to differ cost no more memory than this.
+_CACHE_LIMIT = 4096
+# name, mode+uid+gid, size, mtime, chksum, (typeflag), linkname, magic and
+# version, uname+gname, devmajor, devminor, prefix
+_HEADER = struct.Struct("100s24s12s12s8sx100s8s64s8s8s155s")
+# Past this size a content is hashed through a memoryview, not a copy.
+_COPY_LIMIT = 1 << 16
 
 
 def _parse_pax(data: bytes) -> list[tuple[str, bytes]]:
@@ -152,6 +216,17 @@ _TYPES = {
     "0": "0", "\x00": "0", "7": "0", "1": "1", "2": "2", "3": "3",
     "4": "4", "5": "5", "6": "6", "S": "0",
 }  # fmt: skip
+_NO_PAX: dict[str, bytes] = {}  # shared by every member without PAX records
+
+
+def _signed_checksum_matches(header: bytes, stored: int) -> bool:
+    """Tell whether ``stored`` is the header's sum as signed chars.
+
+    Some old tar writers summed the header that way.
+    """
+    signed = sum(b - 256 if b > 127 else b for b in header)
+    signed -= sum(b - 256 if b > 127 else b for b in header[148:156])
+    return stored == signed + 8 * 32
 
 
 def read_tar(
@@ -169,107 +244,153 @@ def read_tar(
     SizeLimitError when the holes of sparse files would expand past
     ``max_size`` bytes.
     """
+    # For a layer of small files this loop is the whole cost of reading it,
+    # per entry: it works in the reader's buffer, unpacks a header in one
+    # call, parses repeated fields once and hashes a content in one call.
     reader = _Reader(read_chunk)
     global_pax: dict[str, bytes] = {}
     local_pax: list[tuple[str, bytes]] = []
     long_name: str | None = None
     long_link: str | None = None
     holes = 0
+    owners: dict[bytes, tuple[int, int, int]] = {}
+    owner_names: dict[bytes, tuple[str, str]] = {}
+    mtimes: dict[bytes, int] = {}
+    unpack = _HEADER.unpack_from
+    sha256 = hashlib.sha256
     while True:
-        offset = reader.offset
-        header = reader.read(BLOCK)
-        if header is None:
-            if reader.pending():
-                raise LayerFormatError(
-                    f"tar stream ends inside a header at offset {offset}"
-                )
-            if local_pax or long_name or long_link:
-                raise LayerFormatError("tar stream ends after an extended header")
-            return  # no end-of-archive blocks; tolerated, as GNU tar does
-        if header == _ZERO_BLOCK:
+        buf = reader.buf
+        pos = reader.pos
+        if len(buf) - pos < BLOCK:
+            offset = reader.offset
+            if not reader.fill(BLOCK):
+                if reader.pending():
+                    raise LayerFormatError(
+                        f"tar stream ends inside a header at offset {offset}"
+                    )
+                if local_pax or long_name or long_link:
+                    raise LayerFormatError("tar stream ends after an extended header")
+                return  # no end-of-archive blocks; tolerated, as GNU tar does
+            buf = reader.buf
+            pos = reader.pos
+        offset = reader.base + pos
+        if buf.startswith(_ZERO_BLOCK, pos):
+            reader.pos = pos + BLOCK
             reader.consume(1 << 62, None)
             return
-        stored = _number(header[148:156], "checksum")
-        computed = sum(header) - sum(header[148:156]) + 8 * 32
-        if stored != computed:
-            signed = sum(b - 256 if b > 127 else b for b in header)
-            signed -= sum(b - 256 if b > 127 else b for b in header[148:156])
-            if stored != signed + 8 * 32:
-                raise LayerFormatError(
-                    f"bad tar header checksum at offset {offset} "
-                    "(not a tar stream, or corrupt)"
-                )
-        typeflag = chr(header[156])
+        (f_name, f_owner, f_size, f_mtime, f_sum, f_link, magic, f_names,
+         f_major, f_minor, f_prefix) = unpack(buf, pos)  # fmt: skip
+        header_end = pos + BLOCK
         try:
-            size = _number(header[124:136], "size")
+            stored = int(f_sum.rstrip(b" \x00"), 8)
+        except ValueError:
+            stored = _number(f_sum, "checksum")
+        # The checksum field counts as eight spaces. Each adler32 sums at
+        # most 200 bytes, under its modulus, so its low half is exactly one
+        # plus the sum of the bytes.
+        if stored != (
+            (adler32(buf[pos : pos + 148]) & 0xFFFF)
+            + (adler32(buf[pos + 156 : pos + 356]) & 0xFFFF)
+            + (adler32(buf[pos + 356 : header_end]) & 0xFFFF)
+            + (8 * 32 - 3)
+        ) and not _signed_checksum_matches(buf[pos:header_end], stored):
+            raise LayerFormatError(
+                f"bad tar header checksum at offset {offset} "
+                "(not a tar stream, or corrupt)"
+            )
+        typeflag = chr(buf[pos + 156])
+        pos = reader.pos = header_end
+        try:
+            try:
+                size = int(f_size.rstrip(b" \x00"), 8)
+            except ValueError:
+                size = _number(f_size, "size")
+            if size < 0:
+                # It would step the reader back onto this header, forever.
+                raise LayerFormatError("negative size in a tar header")
         except LayerdiffError as exc:
-            raise exc.located(entry=long_name or _text(header[0:100]))
+            raise exc.located(entry=long_name or _text(f_name))
         padded = (size + BLOCK - 1) // BLOCK * BLOCK
-        if typeflag in "xgLK":
-            if size > EXTENDED_LIMIT:
-                raise LayerFormatError(
-                    f"extended header of {size} bytes at offset {offset} is "
-                    f"larger than the {EXTENDED_LIMIT >> 10} KiB allowed"
-                )
-            data = reader.read(padded)
-            if data is None:
-                raise LayerFormatError("tar stream ends inside an extended header")
-            data = data[:size]
-            if typeflag == "x":
-                local_pax.extend(_parse_pax(data))
-            elif typeflag == "g":
-                global_pax.update(_parse_pax(data))
-            elif typeflag == "L":
-                long_name = _text(data)
-            else:
-                long_link = _text(data)
-            continue
-        if typeflag == "V":  # a volume label carries no file
-            reader.consume(padded, None)
-            continue
-        name = _text(header[0:100])
-        if header[257:262] == b"ustar":
-            prefix = _text(header[345:500]) if header[263:265] == b"00" else ""
-            if prefix:
-                name = prefix + "/" + name
-        pax = dict(global_pax)
-        pax.update(local_pax)
         kind = _TYPES.get(typeflag)
+        if kind is None:
+            if typeflag in "xgLK":
+                if size > EXTENDED_LIMIT:
+                    raise LayerFormatError(
+                        f"extended header of {size} bytes at offset {offset} is "
+                        f"larger than the {EXTENDED_LIMIT >> 10} KiB allowed"
+                    )
+                data = reader.read(padded)
+                if data is None:
+                    raise LayerFormatError("tar stream ends inside an extended header")
+                data = data[:size]
+                if typeflag == "x":
+                    local_pax.extend(_parse_pax(data))
+                elif typeflag == "g":
+                    global_pax.update(_parse_pax(data))
+                elif typeflag == "L":
+                    long_name = _text(data)
+                else:
+                    long_link = _text(data)
+                continue
+            if typeflag == "V":  # a volume label carries no file
+                reader.consume(padded, None)
+                continue
+        name = f_name.partition(b"\x00")[0].decode("utf-8", "surrogateescape")
+        if f_prefix[0] and magic[:5] == b"ustar" and magic[6:] == b"00":
+            name = _text(f_prefix) + "/" + name
+        if global_pax or local_pax:
+            pax = dict(global_pax)
+            pax.update(local_pax)
+        else:
+            pax = _NO_PAX
         if kind is None:
             raise LayerFormatError(
                 f"unsupported tar entry type {typeflag!r} at offset {offset}",
                 entry=long_name or pax_text(pax, "path") or name,
             )
-        entry_name = long_name or pax_text(pax, "path") or name
         try:
+            owner = owners.get(f_owner)
+            if owner is None:
+                owner = _remembered(owners, f_owner, _owner)
+            mtime = mtimes.get(f_mtime)
+            if mtime is None:
+                mtime = _remembered(mtimes, f_mtime, _mtime)
+            names = owner_names.get(f_names)
+            if names is None:
+                names = _remembered(owner_names, f_names, _owner_names)
+            if kind in "34":
+                major = _octal(f_major, "devmajor")
+                minor = _octal(f_minor, "devminor")
+            else:
+                major = minor = 0
             member = TarMember(
-                name=long_name or name,
-                typeflag=kind,
-                mode=_number(header[100:108], "mode") & 0o7777,
-                uid=_number(header[108:116], "uid"),
-                gid=_number(header[116:124], "gid"),
-                size=size,
-                mtime=_number(header[136:148], "mtime"),
-                linkname=long_link or _text(header[157:257]),
-                uname=_text(header[265:297]),
-                gname=_text(header[297:329]),
-                devmajor=_number(header[329:337], "devmajor") if kind in "34" else 0,
-                devminor=_number(header[337:345], "devminor") if kind in "34" else 0,
-                xattrs=None,
-                sha256=None,
-                offset=offset,
+                long_name or name,
+                kind,
+                owner[0],
+                owner[1],
+                owner[2],
+                size,
+                mtime,
+                long_link or (_text(f_link) if f_link[0] else ""),
+                names[0],
+                names[1],
+                major,
+                minor,
+                None,
+                None,
+                offset,
             )
+            sparse = None
             if pax:
                 _apply_pax(member, pax, local_pax)
-            sparse = None
+                if typeflag != "S" and (
+                    "GNU.sparse.major" in pax
+                    or "GNU.sparse.map" in pax
+                    or any(key == "GNU.sparse.offset" for key, _ in local_pax)
+                ):
+                    sparse = _pax_sparse_map(pax, local_pax, reader, member)
             if typeflag == "S":
-                sparse = _gnu_sparse_map(header, reader, member)
-            elif (
-                "GNU.sparse.major" in pax
-                or "GNU.sparse.map" in pax
-                or any(key == "GNU.sparse.offset" for key, _ in local_pax)
-            ):
-                sparse = _pax_sparse_map(pax, local_pax, reader, member)
+                sparse = _gnu_sparse_map(buf[pos - BLOCK : pos], reader, member)
             if sparse is not None:
                 # Holes cost no bytes in the stream but are hashed as zeros:
                 # they count against the same limit as decompressed bytes.
@@ -280,31 +401,69 @@ def read_tar(
                         "(the --max-size limit)",
                         hint="raise the limit with --max-size if the layer is trusted",
                     )
-            local_pax = []
-            long_name = long_link = None
-            if kind == "0":
-                stored_size = member.size if sparse is None else sparse[0]
-                if hash_content:
-                    digest = hashlib.sha256()
-                    if sparse is None:
-                        ok = reader.consume(stored_size, digest.update)
-                    else:
-                        ok = _hash_sparse(reader, sparse[1], member.size, digest)
-                    member.sha256 = digest.hexdigest()
-                else:
-                    ok = reader.consume(stored_size, None)
-                ok = ok and reader.consume((-stored_size) % BLOCK, None)
+            if sparse is not None:
+                # The map was read from the reader: buf and pos are stale.
+                if kind == "0":
+                    _skip_content(reader, member, sparse[0], sparse[1], hash_content)
+                elif not reader.consume(padded, None):
+                    raise _truncated(member)
+                if kind != "0" and kind != "1":
+                    member.size = 0
+            elif kind != "0":
+                if padded <= len(buf) - pos:
+                    reader.pos = pos + padded
+                elif not reader.consume(padded, None):
+                    raise _truncated(member)
+                if kind != "1":
+                    member.size = 0
             else:
-                ok = reader.consume(padded, None)
-                member.size = 0 if kind != "1" else member.size
-            if not ok:
-                raise LayerFormatError(
-                    "tar stream is truncated inside the content of this entry",
-                    entry=member.name,
-                )
+                stored_size = member.size
+                end = pos + stored_size + (-stored_size) % BLOCK
+                if end <= len(buf) and stored_size >= 0:
+                    # The content and its padding are buffered already.
+                    if hash_content:
+                        if stored_size <= _COPY_LIMIT:
+                            content = buf[pos : pos + stored_size]
+                        else:
+                            content = memoryview(buf)[pos : pos + stored_size]
+                        member.sha256 = sha256(content).hexdigest()
+                    reader.pos = end
+                else:
+                    _skip_content(reader, member, stored_size, None, hash_content)
         except LayerdiffError as exc:
-            raise exc.located(entry=entry_name)
+            raise exc.located(entry=long_name or pax_text(pax, "path") or name)
+        if local_pax:
+            local_pax = []
+        long_name = long_link = None
         yield member
+
+
+def _truncated(member: TarMember) -> LayerFormatError:
+    return LayerFormatError(
+        "tar stream is truncated inside the content of this entry",
+        entry=member.name,
+    )
+
+
+def _skip_content(
+    reader: _Reader,
+    member: TarMember,
+    stored_size: int,
+    segments: list[tuple[int, int]] | None,
+    hash_content: bool,
+) -> None:
+    """Consume a file's content and padding, hashing it if asked."""
+    if hash_content:
+        digest = hashlib.sha256()
+        if segments is None:
+            ok = reader.consume(stored_size, digest.update)
+        else:
+            ok = _hash_sparse(reader, segments, member.size, digest)
+        member.sha256 = digest.hexdigest()
+    else:
+        ok = reader.consume(stored_size, None)
+    if not (ok and reader.consume((-stored_size) % BLOCK, None)):
+        raise _truncated(member)
 
 
 def pax_text(pax: dict[str, bytes], key: str) -> str | None:

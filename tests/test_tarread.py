@@ -200,6 +200,26 @@ def test_a_stream_cut_inside_content_is_a_layer_format_error():
         _members(data[:1024])
 
 
+def _with_size_field(block: bytes, field: bytes) -> bytes:
+    """Return a header block with its size field replaced, checksum redone."""
+    block = bytearray(block)
+    block[124:136] = field
+    block[148:156] = b" " * 8
+    block[148:156] = f"{sum(block):06o}".encode() + b"\x00 "
+    return bytes(block)
+
+
+@pytest.mark.parametrize("typeflag", [tarfile.REGTYPE, tarfile.DIRTYPE, b"x"])
+def test_a_negative_octal_size_is_refused_not_read_backwards(typeflag):
+    info, _ = _file("a", type=typeflag)
+    block = _with_size_field(info.tobuf(tarfile.USTAR_FORMAT), b"-0000001000\x00")
+    data = block + _write(tarfile.USTAR_FORMAT, [_file("b", b"1")])
+
+    with pytest.raises(LayerFormatError, match="negative size") as caught:
+        _members(data)
+    assert caught.value.entry in ("a", "a/")
+
+
 def _sparse_source(tmp_path):
     path = tmp_path / "src" / "sparse.img"
     path.parent.mkdir()
