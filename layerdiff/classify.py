@@ -67,6 +67,7 @@ class _Apply:
 
     def run(self) -> tuple[ChangeList, list[Finding]]:
         view, changes, changeset = self.view, self.changes, self.changeset
+        view.release_inodes()
         for target in dict.fromkeys(changeset.whiteouts):
             number = view.find(target)
             if number <= 0:

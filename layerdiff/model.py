@@ -399,7 +399,7 @@ class PathTable:
 
     def __init__(self) -> None:
         self._blob = bytearray()
-        self._ends = array("q")
+        self._ends = array("I")  # becomes "q" past 4 GiB of paths
         self._slots = array("q", bytes(8 * 1024))  # (tag << 32) | (number + 1)
         self._mask = 1023
         self._limit = 614  # grow past 60% full
@@ -450,6 +450,8 @@ class PathTable:
         if number >= 0xFFFFFFFE:
             raise OverflowError("more than 4 billion paths")
         self._blob += path.encode("utf-8", "surrogateescape")
+        if len(self._blob) > 0xFFFFFFFF and self._ends.typecode == "I":
+            self._ends = array("q", self._ends)
         self._ends.append(len(self._blob))
         slots[index] = (tag << 32) | (number + 1)
         if number >= self._limit:
@@ -475,12 +477,12 @@ class PathTable:
 
     def __getstate__(self):
         # The index depends on this process's string hashes: rebuilt on load.
-        return bytes(self._blob), self._ends.tobytes()
+        return bytes(self._blob), self._ends.typecode, self._ends.tobytes()
 
     def __setstate__(self, state) -> None:
-        blob, ends = state
+        blob, typecode, ends = state
         self._blob = bytearray(blob)
-        self._ends = array("q")
+        self._ends = array(typecode)
         self._ends.frombytes(ends)
         size = 1024
         while int(size * 0.6) <= len(self._ends):
@@ -490,7 +492,7 @@ class PathTable:
     def __deepcopy__(self, memo) -> PathTable:
         copy = PathTable.__new__(PathTable)
         copy._blob = bytearray(self._blob)
-        copy._ends = array("q", self._ends)
+        copy._ends = self._ends[:]
         copy._slots = array("q", self._slots)
         copy._mask, copy._limit = self._mask, self._limit
         return copy
@@ -507,7 +509,7 @@ class ChangeList(Sequence[Change]):
     Items are Change objects made on access.
     """
 
-    __slots__ = ("_table", "_ids", "_codes", "_sizes", "_hidden")
+    __slots__ = ("_table", "_ids", "_codes", "_sizes", "_big", "_hidden")
 
     def __init__(
         self, changes: Iterable[Change] = (), table: PathTable | None = None
@@ -516,13 +518,15 @@ class ChangeList(Sequence[Change]):
             self._table = changes._table
             self._ids = array("I", changes._ids)
             self._codes = bytearray(changes._codes)
-            self._sizes = array("q", changes._sizes)
+            self._sizes = array("I", changes._sizes)
+            self._big = dict(changes._big)
             self._hidden = dict(changes._hidden)
             return
         self._table = table if table is not None else PathTable()
         self._ids = array("I")
         self._codes = bytearray()  # kind, type and reason: 3 bytes a change
-        self._sizes = array("q")
+        self._sizes = array("I")
+        self._big: dict[int, int] = {}  # sizes of 4 GiB and more
         self._hidden: dict[int, tuple[int, int]] = {}
         for change in changes:
             self.append(change)
@@ -542,10 +546,14 @@ class ChangeList(Sequence[Change]):
         hidden_bytes: int = 0,
     ) -> None:
         """Add a change by path number and codes: the fast way in."""
+        index = len(self._ids)
         if hidden or hidden_bytes:
-            self._hidden[len(self._ids)] = (hidden, hidden_bytes)
+            self._hidden[index] = (hidden, hidden_bytes)
         self._ids.append(number)
         self._codes += bytes((kind, kind_type, reason))
+        if size > 0xFFFFFFFF:
+            self._big[index] = size
+            size = 0
         self._sizes.append(size)
 
     def append(self, change: Change) -> None:
@@ -577,7 +585,7 @@ class ChangeList(Sequence[Change]):
             _KINDS[kind],
             _TYPES[kind_type],
             _REASONS[reason],
-            self._sizes[index],
+            self._big.get(index, self._sizes[index]),
             hidden,
             hidden_bytes,
         )

@@ -148,6 +148,10 @@ class MergedView:
         self.irefs = array("i")
         self.idigest = bytearray()  # 32 bytes an inode
         self.ihashed = bytearray()
+        # Inodes whose last name went: reused from the next layer on, as a
+        # hard link of the same layer may still name one (see classify).
+        self.ifreed = array("i")
+        self.ifree = array("i")
         self.waste: list[Waste] = []
         self.live = 0
         self._last_parent = ("", 0)
@@ -209,6 +213,14 @@ class MergedView:
         return number
 
     def new_inode(self, size: int, layer: int, digest: bytes | None) -> int:
+        if self.ifree:
+            number = self.ifree.pop()
+            self.isize[number] = size
+            self.ilayer[number] = layer
+            self.irefs[number] = 0
+            self.idigest[32 * number : 32 * number + 32] = digest or _NO_DIGEST
+            self.ihashed[number] = digest is not None
+            return number
         number = len(self.isize)
         self.isize.append(size)
         self.ilayer.append(layer)
@@ -216,6 +228,12 @@ class MergedView:
         self.idigest += digest if digest is not None else _NO_DIGEST
         self.ihashed.append(digest is not None)
         return number
+
+    def release_inodes(self) -> None:
+        """Make the inodes freed so far reusable: called between layers."""
+        irefs = self.irefs
+        self.ifree.extend(n for n in self.ifreed if irefs[n] == 0)
+        del self.ifreed[:]
 
     def same_data(self, one: int, two: int) -> bool:
         """Tell whether two inodes hold the same size and digest."""
@@ -295,6 +313,7 @@ class MergedView:
                 inodes[current] = -1
                 irefs[inode] -= 1
                 if irefs[inode] == 0:
+                    self.ifreed.append(inode)
                     size = self.isize[inode]
                     freed += size
                     if self.ilayer[inode] >= 0:
