@@ -178,13 +178,8 @@ def _ustar_header(name: str, entry: Entry | None, mtime: int) -> bytes | None:
     ):
         return None
     name_bytes, link_bytes = name.encode(), link.encode()
-    numbers = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (
-        mode & 0o7777,
-        uid,
-        gid,
-        size,
-        mtime,
-    )
+    fields = (mode & 0o7777, uid, gid, size, mtime)
+    numbers = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % fields
     # The checksum counts its own field as eight spaces; the rest of the
     # block is zeros but for the type and the fixed tail.
     checksum = sum(name_bytes) + sum(link_bytes) + sum(numbers) + _USTAR_FIXED[kind]
@@ -419,8 +414,8 @@ def _layer_members(
     for directory in cs.opaque_dirs:
         members.append((whiteout.opaque_name(directory), None, stamp))
     # Path order keeps parents before children and hard link targets (the
-    # first name of each inode) before their links. Comparing names with
-    # "/" made the lowest character compares them component by component.
+    # first name of each inode) before their links. With "/" made the
+    # lowest character, names compare component by component.
     members.sort(key=lambda m: m[0].replace("/", "\0"))
     return members
 
