@@ -14,7 +14,7 @@ import copy
 import hashlib
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,13 +106,41 @@ def _hidden_by(changeset: Changeset, entries: dict[str, Entry]) -> set[str]:
     return hiding
 
 
-def _under(path: str, roots: set[str]) -> bool:
-    parent = paths.parent(path)
-    while parent:
-        if parent in roots:
-            return True
-        parent = paths.parent(parent)
-    return "" in roots and path != ""
+def _nearest(values: dict[str, Any]) -> Callable[[str], Any]:
+    """Return a lookup of the value at the deepest of a directory and its
+    parents ('' last) that ``values`` holds, or None; kept per directory,
+    since the paths of one directory all ask the same."""
+    known: dict[str, Any] = {}
+
+    def nearest(directory: str) -> Any:
+        walked = []
+        while directory not in known:
+            walked.append(directory)
+            if not directory or directory in values:
+                known[directory] = values.get(directory)
+                break
+            directory = paths.parent(directory)
+        value = known[directory]
+        for step in walked:
+            known[step] = value
+        return value
+
+    return nearest
+
+
+def _under(roots: set[str]) -> Callable[[str], bool]:
+    """Return a test of whether a path lies below one of ``roots``."""
+    nearest = _nearest(dict.fromkeys(roots, True))
+    return lambda path: path != "" and nearest(paths.parent(path)) is not None
+
+
+def _covering(table: mnt.MountTable) -> Callable[[str], mnt.Mount | None]:
+    """Return ``table.covering``, kept per directory for many paths."""
+    at: dict[str, mnt.Mount] = {}
+    for mount in table.mounts:
+        at.setdefault(mount.destination, mount)
+    nearest = _nearest(at)
+    return lambda path: at.get(path) or nearest(paths.parent(path))
 
 
 def plan_commit(
@@ -132,7 +160,8 @@ def plan_commit(
     """
     cs = upper.changeset
     entries = {e.path: e for e in cs.entries}
-    hiding = _hidden_by(cs, entries)
+    hidden = _under(_hidden_by(cs, entries))
+    covering = _covering(table)
     children: dict[str, int] = {}
     for path in entries:
         if path:
@@ -141,7 +170,7 @@ def plan_commit(
     changes: list[ContainerChange] = []
 
     def below(path: str) -> Node | None:
-        if base is None or _under(path, hiding):
+        if base is None or hidden(path):
             return None
         return base.get(path)
 
@@ -161,7 +190,7 @@ def plan_commit(
         if path in cs.opaque_dirs:
             change = "opaque"
         committed, reason = _decide(
-            path, entry, table, keep_stubs, merged, children.get(path, 0)
+            path, entry, covering, keep_stubs, merged, children.get(path, 0)
         )
         changes.append(
             ContainerChange(
@@ -173,12 +202,12 @@ def plan_commit(
     if base is not None:
         for directory in cs.opaque_dirs:
             for child in base.child_paths(directory):
-                if child not in entries and not _under(directory, hiding):
+                if child not in entries and not hidden(directory):
                     deleted[child] = base.get(child)
     for path, lower in sorted(deleted.items()):
         if base is not None and lower is None:
             continue  # deletes nothing that the base has
-        committed, reason = _decide(path, None, table, keep_stubs, merged, 0)
+        committed, reason = _decide(path, None, covering, keep_stubs, merged, 0)
         changes.append(
             ContainerChange(
                 path,
@@ -263,12 +292,12 @@ def _what_changed(upper: UpperDir, lower: Node, entry: Entry, size: int) -> str:
 def _decide(
     path: str,
     entry: Entry | None,
-    table: mnt.MountTable,
+    covering: Callable[[str], mnt.Mount | None],
     keep_stubs: bool,
     merged: bool,
     children: int,
 ) -> tuple[bool, str]:
-    mount = table.covering(path)
+    mount = covering(path)
     if mount is None:
         return True, ""
     if merged:

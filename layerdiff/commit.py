@@ -18,9 +18,11 @@ import json
 import logging
 import os
 import posixpath
+import queue
 import re
 import shlex
 import tarfile
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,11 +31,17 @@ from typing import Any, BinaryIO
 from . import whiteout
 from .archive import Image
 from .changes import CommitPlan, Container, ContainerChange
-from .errors import LayerdiffError, UsageError
+from .errors import LayerdiffError, OutputError, UsageError
 from .model import Changeset, Entry, EntryType
-from .output import atomic_output, check_outputs, replace, temporary_in
+from .output import (
+    atomic_output,
+    check_outputs,
+    replace,
+    start_writeback,
+    temporary_in,
+)
 from .tree import MergedView, Node
-from .upperdir import UpperDir
+from .upperdir import Stamp, UpperDir
 
 __all__ = [
     "LayerResult",
@@ -63,6 +71,7 @@ _DIR_MEDIA = {
     "zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
 }
 _CHUNK = 1 << 20
+_COPY_PIECE = 64 << 20
 _NO_RANGE_COPY = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP)
 _LAST_SECOND = 253402300799  # 9999-12-31T23:59:59Z, the last RFC 3339 second
 
@@ -122,8 +131,11 @@ class _Hashing:
 
 _BLOCK = 512
 _RECORD = 20 * _BLOCK  # tarfile pads the archive to whole records
-_FLUSH = _CHUNK
 _TAR_PIECE = 16 * 1024  # tarfile's copy buffer
+_SPOOL = 4 << 20
+_SPOOLS = 4  # one being filled, one hashed, one written, one spare
+# A file smaller than this is read into one buffer with a single read.
+_WHOLE = 1 << 20
 _USTAR_TYPES = {
     EntryType.FILE: tarfile.REGTYPE,
     EntryType.DIR: tarfile.DIRTYPE,
@@ -134,6 +146,7 @@ _USTAR_TYPES = {
 # The fields after linkname: magic, empty uname and gname, no device
 # numbers, no prefix, then the padding of the block.
 _USTAR_TAIL = tarfile.POSIX_MAGIC + bytes(32 + 32 + 8 + 8 + 155 + 12)
+_USTAR_FIXED = {k: 8 * 32 + k[0] + sum(_USTAR_TAIL) for k in _USTAR_TYPES.values()}
 
 
 def _ustar_header(name: str, entry: Entry | None, mtime: int) -> bytes | None:
@@ -164,58 +177,56 @@ def _ustar_header(name: str, entry: Entry | None, mtime: int) -> bytes | None:
         and 0 <= mtime < 8**11
     ):
         return None
-    block = b"".join(
+    name_bytes, link_bytes = name.encode(), link.encode()
+    fields = (mode & 0o7777, uid, gid, size, mtime)
+    numbers = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % fields
+    # The checksum counts its own field as eight spaces; the rest of the
+    # block is zeros but for the type and the fixed tail.
+    checksum = sum(name_bytes) + sum(link_bytes) + sum(numbers) + _USTAR_FIXED[kind]
+    return b"".join(
         (
-            name.encode().ljust(100, b"\0"),
-            b"%07o\0%07o\0%07o\0%011o\0%011o\0        "
-            % (mode & 0o7777, uid, gid, size, mtime),
+            name_bytes.ljust(100, b"\0"),
+            numbers,
+            b"%06o\0 " % checksum,
             kind,
-            link.encode().ljust(100, b"\0"),
+            link_bytes.ljust(100, b"\0"),
             _USTAR_TAIL,
         )
     )
-    # The checksum counts its own field as eight spaces, as written above.
-    return b"%s%06o\0%s" % (block[:148], sum(block), block[155:])
+
+
+def _header(name: str, entry: Entry | None, mtime: int) -> bytes:
+    """Return the header (PAX records first, if any) tarfile writes."""
+    block = _ustar_header(name, entry, mtime)
+    if block is None:
+        info = _tarinfo(name, entry, mtime)
+        block = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    return block
+
+
+def _tar_end(offset: int) -> bytes:
+    """Return what ends a tar of ``offset`` bytes: two zero blocks, padding."""
+    return bytes(2 * _BLOCK + -(offset + 2 * _BLOCK) % _RECORD)
 
 
 class _TarWriter:
-    """Writes tar members as tarfile does in PAX format.
+    """Writes tar members to a compressor, cut as tarfile cuts them.
 
     A compressor's output depends on how its input is cut into writes, so
-    with one (``exact``) every write is the one tarfile would make: the
-    header, file data in pieces of tarfile's copy buffer, the padding.
-    Without one, writes are gathered into large ones.
+    every write is the one tarfile would make: the header, file data in
+    pieces of tarfile's copy buffer, the padding.
     """
 
-    def __init__(self, out: Callable[[Any], Any], *, exact: bool) -> None:
+    def __init__(self, out: Callable[[Any], Any]) -> None:
         self.out = out
-        self.exact = exact
-        self.pending = bytearray()
         self.offset = 0
 
     def write(self, data) -> None:
         self.offset += len(data)
-        if self.exact:
-            self.out(data)
-        elif len(data) >= _FLUSH:
-            self.flush()
-            self.out(data)
-        else:
-            self.pending += data
-            if len(self.pending) >= _FLUSH:
-                self.flush()
-
-    def flush(self) -> None:
-        if self.pending:
-            self.out(self.pending)
-            self.pending = bytearray()
+        self.out(data)
 
     def header(self, name: str, entry: Entry | None, mtime: int) -> None:
-        block = _ustar_header(name, entry, mtime)
-        if block is None:
-            info = _tarinfo(name, entry, mtime)
-            block = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-        self.write(block)
+        self.write(_header(name, entry, mtime))
 
     def pad(self) -> None:
         """End a member's data at a block boundary."""
@@ -226,7 +237,105 @@ class _TarWriter:
         self.write(bytes(2 * _BLOCK))
         if self.offset % _RECORD:
             self.write(bytes(-self.offset % _RECORD))
-        self.flush()
+
+
+class _Spool:
+    """Gathers an uncompressed layer in large buffers for other threads.
+
+    File data is read straight into the buffer being filled (``room`` then
+    ``advance``); a full buffer goes to a thread that hashes it, then to
+    one that writes it, while this one reads on. hashlib and file writes
+    release the GIL for data this large, so the three overlap.
+    """
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.sha = hashlib.sha256()
+        self.count = 0
+        self.error: BaseException | None = None
+        self.full: queue.SimpleQueue = queue.SimpleQueue()
+        hashed: queue.SimpleQueue = queue.SimpleQueue()
+        self.free: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(_SPOOLS - 1):
+            self.free.put(memoryview(bytearray(_SPOOL)))
+        self.buffer = memoryview(bytearray(_SPOOL))
+        self.used = 0
+        stages = ((self.full, self.sha.update, hashed), (hashed, out.write, self.free))
+        self.threads = [
+            threading.Thread(target=self._stage, args=stage, daemon=True)
+            for stage in stages
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def _stage(self, source: queue.SimpleQueue, work, target: queue.SimpleQueue):
+        """Do ``work`` on each buffer from ``source``, then pass it on."""
+        while (item := source.get()) is not None:
+            buffer, size = item
+            if self.error is None:
+                try:
+                    work(buffer[:size])
+                except Exception as exc:  # raised again by the reading thread
+                    self.error = exc
+            target.put(buffer if target is self.free else item)
+        if target is not self.free:
+            target.put(None)
+
+    def room(self, size: int) -> memoryview:
+        """Return the free part of the buffer, ``size`` bytes at least."""
+        if _SPOOL - self.used < size:
+            self.send()
+        return self.buffer[self.used :]
+
+    def advance(self, count: int) -> None:
+        """Keep ``count`` bytes put at the start of the last ``room``."""
+        self.used += count
+        self.count += count
+
+    def write(self, data: bytes) -> None:
+        size = len(data)
+        if size <= _SPOOL - self.used:
+            self.buffer[self.used : self.used + size] = data
+            self.advance(size)
+            return
+        done = 0
+        while done < size:
+            room = self.room(1)
+            part = min(size - done, len(room))
+            room[:part] = data[done : done + part]
+            self.advance(part)
+            done += part
+
+    def send(self) -> None:
+        """Hand the buffer to the hashing thread and take a free one."""
+        if self.used:
+            self.full.put((self.buffer, self.used))
+            self.buffer = self.free.get()
+            self.used = 0
+        self.check()
+
+    def close(self) -> None:
+        """Write what is left and wait for it."""
+        try:
+            self.send()
+        finally:
+            self.stop()
+        self.check()
+
+    def check(self) -> None:
+        """Raise what a thread raised; a failed write as an OutputError,
+        which no reader of a file takes for its own."""
+        error = self.error
+        if isinstance(error, OSError):
+            detail = error.strerror or str(error)
+            raise OutputError(f"cannot write the layer: {detail}") from error
+        if error is not None:
+            raise error
+
+    def stop(self) -> None:
+        if self.threads[-1].is_alive():
+            self.full.put(None)
+            for thread in self.threads:
+                thread.join()
 
 
 def _fill(handle: BinaryIO, view: memoryview) -> int:
@@ -305,8 +414,9 @@ def _layer_members(
     for directory in cs.opaque_dirs:
         members.append((whiteout.opaque_name(directory), None, stamp))
     # Path order keeps parents before children and hard link targets (the
-    # first name of each inode) before their links.
-    members.sort(key=lambda m: m[0].split("/"))
+    # first name of each inode) before their links. With "/" made the
+    # lowest character, names compare component by component.
+    members.sort(key=lambda m: m[0].replace("/", "\0"))
     return members
 
 
@@ -326,34 +436,126 @@ def write_layer(
     ``keep_hashes``, the sha256 of each file's content is kept on its
     entry (a verification compares them).
     """
-    blob = _Hashing(out)
-    compressor = _compressor(compression, blob)
-    # Uncompressed, the blob is the tar: one hash gives digest and diff_id.
-    tar_out = _Hashing(compressor) if compressor is not None else blob
-    writer = _TarWriter(tar_out.write, exact=compressor is not None)
     members = _layer_members(plan, epoch)
-    buffer = memoryview(bytearray(_CHUNK))
-    for name, entry, mtime in members:
-        writer.header(name, entry, mtime)
-        if entry is not None and entry.type is EntryType.FILE:
-            _copy_file(plan.upper, entry, writer, buffer, keep_hashes)
-    writer.close()
-    if compressor is not None:
+    if compression == "none":
+        spool = _Spool(out)
+        try:
+            for name, entry, mtime in members:
+                spool.write(_header(name, entry, mtime))
+                if entry is not None and entry.type is EntryType.FILE:
+                    _spool_file(plan.upper, entry, spool, keep_hashes)
+            spool.write(_tar_end(spool.count))
+            spool.close()
+        finally:
+            spool.stop()
+        diff_id = digest = "sha256:" + spool.sha.hexdigest()
+        size = uncompressed = spool.count
+    else:
+        blob = _Hashing(out)
+        compressor = _compressor(compression, blob)
+        tar_out = _Hashing(compressor)
+        writer = _TarWriter(tar_out.write)
+        buffer = memoryview(bytearray(_CHUNK))
+        for name, entry, mtime in members:
+            writer.header(name, entry, mtime)
+            if entry is not None and entry.type is EntryType.FILE:
+                _copy_file(plan.upper, entry, writer, buffer, keep_hashes)
+        writer.close()
         compressor.close()
+        diff_id, digest = tar_out.digest(), blob.digest()
+        size, uncompressed = blob.count, tar_out.count
     log.info(
         "wrote layer %s: %d entries, %d bytes uncompressed",
-        tar_out.digest()[:19],
+        diff_id[:19],
         len(members),
-        tar_out.count,
+        uncompressed,
     )
     return LayerResult(
-        diff_id=tar_out.digest(),
-        digest=blob.digest(),
-        size=blob.count,
-        uncompressed_size=tar_out.count,
+        diff_id=diff_id,
+        digest=digest,
+        size=size,
+        uncompressed_size=uncompressed,
         compression=compression,
         entries=len(members),
     )
+
+
+def _spool_file(upper: UpperDir, entry: Entry, spool: _Spool, keep_hash: bool) -> None:
+    """Read one file's data into the layer, checking it did not change.
+
+    A file of a directory is read through its descriptor alone: one read
+    for the data and the end of the file (a byte more than its size is
+    asked for), one fstat to compare with its listing.
+    """
+    digest = hashlib.sha256() if keep_hash or entry.sha256 is not None else None
+    where = upper.disk_path(entry.path)
+    stamp = upper.stamps.get(entry.path)
+    try:
+        if where is not None:
+            fd = os.open(where, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                left, grew = _spool_data(
+                    lambda view: os.readv(fd, (view,)), entry.size, spool, digest
+                )
+                if stamp is not None and not grew:
+                    grew = _stamp(os.fstat(fd)) != stamp
+            finally:
+                os.close(fd)
+        else:
+            with upper.open(entry.path) as data:
+                left, grew = _spool_data(data.readinto, entry.size, spool, digest)
+                if stamp is not None and not grew:
+                    grew = _stamp(os.fstat(data.fileno())) != stamp
+    except OSError as exc:
+        raise LayerdiffError(
+            f"cannot read: {exc}", source=upper.source, entry=entry.path
+        ) from exc
+    _check_read(upper, entry, grew or bool(left), digest)
+    spool.write(bytes(-entry.size % _BLOCK))
+
+
+def _spool_data(
+    read: Callable[[memoryview], int],
+    size: int,
+    spool: _Spool,
+    digest: Any,
+) -> tuple[int, bool]:
+    """Read ``size`` bytes into the spool; return what is missing and
+    whether there was more."""
+    left = size
+    while True:
+        room = spool.room(min(left + 1, _WHOLE))
+        want = min(left + 1, len(room))
+        count = read(room[:want])
+        if count > left:
+            return left, True
+        if count:
+            if digest is not None:
+                digest.update(room[:count])
+            spool.advance(count)
+            left -= count
+        if not count or (not left and count < want):
+            return left, False
+
+
+def _stamp(st: os.stat_result) -> Stamp:
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _check_read(upper: UpperDir, entry: Entry, changed: bool, digest: Any) -> None:
+    """Refuse a file read differently from its listing; keep its hash."""
+    found = digest.hexdigest() if digest is not None else None
+    if changed or (entry.sha256 is not None and found != entry.sha256):
+        # The layer would hold bytes that match neither the file as it was
+        # listed nor as it is now.
+        raise LayerdiffError(
+            "the file changed while it was being read",
+            source=upper.source,
+            entry=entry.path,
+            hint="commit again once the container is stopped",
+        )
+    if found is not None:
+        entry.sha256 = found
 
 
 def _copy_file(
@@ -363,15 +565,13 @@ def _copy_file(
     buffer: memoryview,
     keep_hash: bool,
 ) -> None:
-    """Copy one file's data into the layer, checking it did not change."""
-    hashing = keep_hash or entry.sha256 is not None
-    digest = hashlib.sha256() if hashing else None
+    """Copy one file's data into a compressed layer, checking it did not change."""
+    digest = hashlib.sha256() if keep_hash or entry.sha256 is not None else None
     left = entry.size
     try:
         with upper.open(entry.path) as data:
-            piece = _TAR_PIECE if writer.exact else len(buffer)
             while left > 0:
-                want = min(left, piece)
+                want = min(left, _TAR_PIECE)
                 count = _fill(data, buffer[:want])
                 if count:
                     chunk = buffer[:count]
@@ -384,24 +584,12 @@ def _copy_file(
             grew = bool(data.read(1))
             stamp = upper.stamps.get(entry.path)
             if stamp is not None and not grew:
-                st = os.fstat(data.fileno())
-                grew = (st.st_size, st.st_mtime_ns, st.st_ctime_ns) != stamp
+                grew = _stamp(os.fstat(data.fileno())) != stamp
     except OSError as exc:
         raise LayerdiffError(
             f"cannot read: {exc}", source=upper.source, entry=entry.path
         ) from exc
-    found = digest.hexdigest() if digest is not None else None
-    if grew or left or (entry.sha256 is not None and found != entry.sha256):
-        # The layer would hold bytes that match neither the file as it was
-        # listed nor as it is now.
-        raise LayerdiffError(
-            "the file changed while it was being read",
-            source=upper.source,
-            entry=entry.path,
-            hint="commit again once the container is stopped",
-        )
-    if found is not None:
-        entry.sha256 = found
+    _check_read(upper, entry, grew or bool(left), digest)
     writer.pad()
 
 
@@ -613,22 +801,26 @@ def _copy_range(source: int, target: int, size: int) -> None:
     """Copy ``size`` bytes from the start of ``source`` at ``target``'s offset.
 
     In the kernel where it can (copy_file_range, else sendfile), so the
-    bytes of a large layer do not pass through this process.
+    bytes of a large layer do not pass through this process. The copy goes
+    in pieces, each sent on to the disk at once: the fsync of the output
+    then waits for little more than the last piece.
     """
     done = 0
     for call in (os.copy_file_range, os.sendfile, None):
         try:
             while done < size:
+                want = min(_COPY_PIECE, size - done)
                 if call is None:
-                    chunk = os.pread(source, min(_CHUNK, size - done), done)
+                    chunk = os.pread(source, min(_CHUNK, want), done)
                     count = os.write(target, chunk)
                 elif call is os.sendfile:
-                    count = os.sendfile(target, source, done, size - done)
+                    count = os.sendfile(target, source, done, want)
                 else:
-                    count = call(source, target, size - done, offset_src=done)
+                    count = call(source, target, want, offset_src=done)
                 if not count:
                     raise OSError(f"{size - done} bytes short of {size}")
                 done += count
+                start_writeback(target)
             return
         except OSError as exc:
             if call is None or exc.errno not in _NO_RANGE_COPY:
@@ -808,8 +1000,10 @@ def layer_to_temp(
                 epoch=epoch,
                 keep_hashes=keep_hashes,
             )
-    except BaseException:
+    except BaseException as exc:
         os.unlink(name)
+        if isinstance(exc, OutputError):
+            exc.located(source=beside)
         raise
     return name, result
 

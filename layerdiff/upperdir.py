@@ -95,6 +95,14 @@ class UpperDir:
         """Open the data of the regular file at ``path``."""
         return self.content[path]()
 
+    def disk_path(self, path: str) -> str | None:
+        """Return where the file at ``path`` lies on disk, if it is read there.
+
+        None for the files of a tar, whose data only ``open`` reaches.
+        """
+        opener = self.content.get(path)
+        return opener.path if isinstance(opener, _FileOpener) else None
+
     def sha256(self, entry: Entry) -> str | None:
         """Return the sha256 of an entry's content, reading it if not known.
 
@@ -150,9 +158,21 @@ def _hash(opener: Opener, source: str, path: str) -> str:
     return digest.hexdigest()
 
 
+class _FileOpener:
+    """Opens one file of a directory, and says which (``UpperDir.disk_path``)."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self) -> BinaryIO:
+        # Unbuffered: readers ask for large blocks, or exactly what they need.
+        return open(self.path, "rb", buffering=0)
+
+
 def _file_opener(path: str) -> Opener:
-    # Unbuffered: readers ask for large blocks, or exactly what they need.
-    return lambda: open(path, "rb", buffering=0)
+    return _FileOpener(path)
 
 
 def _read_xattrs(path: str) -> dict[str, bytes]:
@@ -169,45 +189,40 @@ def _read_xattrs(path: str) -> dict[str, bytes]:
     return found
 
 
-def _kind_of(mode: int) -> EntryType | None:
-    if stat.S_ISREG(mode):
-        return EntryType.FILE
-    if stat.S_ISDIR(mode):
-        return EntryType.DIR
-    if stat.S_ISLNK(mode):
-        return EntryType.SYMLINK
-    if stat.S_ISCHR(mode):
-        return EntryType.CHAR
-    if stat.S_ISBLK(mode):
-        return EntryType.BLOCK
-    if stat.S_ISFIFO(mode):
-        return EntryType.FIFO
-    return None  # sockets cannot be stored in a layer
+# Sockets are missing: they cannot be stored in a layer.
+_KINDS = {
+    stat.S_IFREG: EntryType.FILE,
+    stat.S_IFDIR: EntryType.DIR,
+    stat.S_IFLNK: EntryType.SYMLINK,
+    stat.S_IFCHR: EntryType.CHAR,
+    stat.S_IFBLK: EntryType.BLOCK,
+    stat.S_IFIFO: EntryType.FIFO,
+}
 
 
 def _raw_from_stat(full: str, path: str, st: os.stat_result) -> _Raw | None:
-    kind = _kind_of(st.st_mode)
+    kind = _KINDS.get(stat.S_IFMT(st.st_mode))
     if kind is None:
         return None
     raw = _Raw(
-        path=path,
-        kind=kind,
-        mode=stat.S_IMODE(st.st_mode),
-        uid=st.st_uid,
-        gid=st.st_gid,
-        size=st.st_size if kind is EntryType.FILE else 0,
-        mtime=int(st.st_mtime),
+        path,
+        kind,
+        stat.S_IMODE(st.st_mode),
+        st.st_uid,
+        st.st_gid,
+        st.st_size if kind is EntryType.FILE else 0,
+        int(st.st_mtime),
         xattrs=_read_xattrs(full),
     )
-    if kind is EntryType.SYMLINK:
-        raw.linkname = os.readlink(full)
-    elif kind in (EntryType.CHAR, EntryType.BLOCK):
-        raw.devmajor, raw.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-    elif kind is EntryType.FILE:
+    if kind is EntryType.FILE:
         raw.opener = _file_opener(full)
         raw.stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         if st.st_nlink > 1:
             raw.inode = (st.st_dev, st.st_ino)
+    elif kind is EntryType.SYMLINK:
+        raw.linkname = os.readlink(full)
+    elif kind in (EntryType.CHAR, EntryType.BLOCK):
+        raw.devmajor, raw.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
     return raw
 
 
@@ -232,11 +247,13 @@ def _walk_directory(
                 f"cannot list directory: {exc.strerror}", source=root, entry=directory
             ) from exc
         subdirs = []
+        prefix = directory + "/" if directory else ""
+        full_prefix = os.path.join(full_dir, "")
         for name in names:
-            path = paths.join(directory, name)
+            path = prefix + name
             if skip is not None and skip(path):
                 continue
-            full = os.path.join(root, path)
+            full = full_prefix + name
             try:
                 st = os.lstat(full)
                 raw = _raw_from_stat(full, path, st)
@@ -373,18 +390,20 @@ def read_upperdir(source: str, *, lower: MergedView | None = None) -> UpperDir:
     by_inode: dict[tuple[int, int], str] = {}
     named: dict[str, Entry] = {}
     for raw in items:
-        upper.mtime = max(upper.mtime, raw.mtime)
-        for name in _REDIRECT_XATTRS:
-            if name in raw.xattrs:
-                raise _refuse(raw, source, "redirect (a renamed directory)")
-        for name in _METACOPY_XATTRS:
-            if name in raw.xattrs:
-                raise _refuse(raw, source, "metacopy (a metadata-only copy-up)")
+        if raw.mtime > upper.mtime:
+            upper.mtime = raw.mtime
+        xattrs = raw.xattrs  # most items have none: their checks are skipped
+        if xattrs:
+            for name in _REDIRECT_XATTRS:
+                if name in xattrs:
+                    raise _refuse(raw, source, "redirect (a renamed directory)")
+            for name in _METACOPY_XATTRS:
+                if name in xattrs:
+                    raise _refuse(raw, source, "metacopy (a metadata-only copy-up)")
         base = paths.basename(raw.path)
-        directory = paths.parent(raw.path)
-        if _is_whiteout(raw):
+        if (xattrs or raw.kind is EntryType.CHAR) and _is_whiteout(raw):
             if base == _FUSE_OPAQUE_DEVICE:
-                opaque.add(directory)
+                opaque.add(paths.parent(raw.path))
             else:
                 changeset.whiteouts.append(raw.path)
             continue
@@ -410,12 +429,13 @@ def read_upperdir(source: str, *, lower: MergedView | None = None) -> UpperDir:
                     )
                 )
             continue
-        if raw.kind is EntryType.DIR and any(
-            raw.xattrs.get(name) == b"y" for name in whiteout.OPAQUE_XATTRS
-        ):
-            opaque.add(raw.path)
-        if any(name in raw.xattrs for name in _ORIGIN_XATTRS):
-            upper.copied_up.add(raw.path)
+        if xattrs:
+            if raw.kind is EntryType.DIR and any(
+                xattrs.get(name) == b"y" for name in whiteout.OPAQUE_XATTRS
+            ):
+                opaque.add(raw.path)
+            if any(name in xattrs for name in _ORIGIN_XATTRS):
+                upper.copied_up.add(raw.path)
         entry = _entry_of(raw)
         if raw.inode is not None:
             # Names sharing an inode: the first in path order carries the
@@ -423,15 +443,16 @@ def read_upperdir(source: str, *, lower: MergedView | None = None) -> UpperDir:
             first = by_inode.setdefault(raw.inode, raw.path)
             if first != raw.path:
                 entry = _hardlink(entry, first)
-        upper.content.pop(raw.path, None)
-        upper.stamps.pop(raw.path, None)
+        twice = raw.path in named
+        if twice:
+            # A tar may hold a path twice; extracting it, the last one wins.
+            log.info("%s: /%s appears twice; the last one is used", source, raw.path)
+            upper.content.pop(raw.path, None)
+            upper.stamps.pop(raw.path, None)
         if entry.type is EntryType.FILE and raw.opener is not None:
             upper.content[raw.path] = raw.opener
             if raw.stamp is not None:
                 upper.stamps[raw.path] = raw.stamp
-        if raw.path in named:
-            # A tar may hold a path twice; extracting it, the last one wins.
-            log.info("%s: /%s appears twice; the last one is used", source, raw.path)
         named[raw.path] = entry
 
     changeset.entries = list(named.values())
@@ -460,7 +481,7 @@ def read_upperdir(source: str, *, lower: MergedView | None = None) -> UpperDir:
 
 
 def _entry_of(raw: _Raw) -> Entry:
-    xattrs = {
+    xattrs = raw.xattrs and {
         key: value
         for key, value in sorted(raw.xattrs.items())
         if not is_bookkeeping_xattr(key)
@@ -524,9 +545,12 @@ def _check_links(upper: UpperDir, lower: MergedView | None) -> None:
     dir has neither; a tar claiming to be one may.
     """
     entries = {e.path: e for e in upper.changeset.entries}
+    safe: set[str] = set()  # directories with no symlink at or above them
     for entry in upper.changeset.entries:
         parent = paths.parent(entry.path)
-        while parent:
+        walked = []
+        while parent and parent not in safe:
+            walked.append(parent)
             above = entries.get(parent)
             below = lower.get(parent) if lower is not None and above is None else None
             if (above is not None and above.type is EntryType.SYMLINK) or (
@@ -539,6 +563,7 @@ def _check_links(upper: UpperDir, lower: MergedView | None) -> None:
                     entry="/" + entry.path,
                 )
             parent = paths.parent(parent)
+        safe.update(walked)
         if entry.type is not EntryType.HARDLINK:
             continue
         target = entries.get(entry.linkname)
