@@ -40,7 +40,7 @@ from typing import BinaryIO
 from isal.isal_zlib import compress, decompressobj
 
 from .errors import DigestMismatchError, SizeLimitError, short_digest
-from .model import Changeset, Entry, EntryType, Finding, Severity
+from .model import Changeset, Entry, EntryTable, EntryType, Finding, Severity
 
 __all__ = ["LayerCache", "default_cache_dir", "FORMAT_VERSION"]
 
@@ -306,7 +306,7 @@ def _decode(data: bytes) -> Changeset:
             raise _Corrupt(f"body inflates to more than {_BODY_LIMIT >> 20} MiB")
         document = json.loads(text)
         changeset = Changeset(
-            entries=[_entry(item) for item in document["entries"]],
+            entries=EntryTable.from_entries(map(_entry, document["entries"])),
             whiteouts=_strings(document["whiteouts"]),
             opaque_dirs=_strings(document["opaque_dirs"]),
             findings=[_finding(item) for item in document["findings"]],

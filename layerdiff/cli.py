@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import enum
 import logging
 import re
@@ -953,9 +954,26 @@ def _interrupted() -> None:
     sys.exit(ExitCode.INTERRUPTED)
 
 
+def _fix_mmap_threshold() -> None:
+    """Keep glibc from moving large arrays into its heap as they grow.
+
+    glibc raises its mmap threshold each time a large block is freed, so
+    the merged view's arrays, grown and copied many times, end up in the
+    heap, where the holes they leave are never given back: on a million
+    entries that was a sixth of the peak memory. A fixed threshold keeps
+    them in their own mappings. Elsewhere than glibc this does nothing.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, 128 << 10)  # M_MMAP_THRESHOLD, glibc's default
+    except (OSError, AttributeError):
+        pass
+
+
 def run() -> None:
     """Entry point: run the CLI and turn library errors into exit codes."""
     signal.signal(signal.SIGTERM, _terminate)
+    _fix_mmap_threshold()
     try:
         # Outside standalone mode click returns, rather than raises, the
         # code of a click Exit; it is the process's exit status all the same.
