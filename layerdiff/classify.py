@@ -63,7 +63,9 @@ class _Apply:
         self.implicit = view.meta_number(IMPLICIT_DIR)
 
     def finding(self, rule: str, message: str, severity: Severity, **where) -> None:
-        self.findings.append(Finding(rule, message, severity, layer=self.layer, **where))
+        self.findings.append(
+            Finding(rule, message, severity, layer=self.layer, **where)
+        )
 
     def run(self) -> tuple[ChangeList, list[Finding]]:
         view, changes, changeset = self.view, self.changes, self.changeset
@@ -122,7 +124,9 @@ class _Apply:
             target = view.paths.find(table.extra[index][0])
             if target >= 0 and last[target] - 1 > index:
                 below = view.types[target] and view.inodes[target] >= 0
-                early[index] = (view.inodes[target], view.meta[target]) if below else None
+                early[index] = (
+                    (view.inodes[target], view.meta[target]) if below else None
+                )
         del last
 
         regular = [i for i in final if types[i] != HARDLINK]
@@ -135,9 +139,7 @@ class _Apply:
             inode = -1
             if kind == FILE:
                 inode = view.new_inode(sizes[index], self.layer, table.digest(index))
-            self.place(
-                index, kind, layer_metas[meta[index]], inode, extra.get(index)
-            )
+            self.place(index, kind, layer_metas[meta[index]], inode, extra.get(index))
 
         for index in links:
             linkname = extra[index][0]
@@ -227,7 +229,9 @@ class _Apply:
         elif kind_type == SYMLINK or kind_type in (CHAR, BLOCK):
             old = view.extra.get(number, ("", 0, 0))
             new = extra or ("", 0, 0)
-            same_content = old[0] == new[0] if kind_type == SYMLINK else old[1:] == new[1:]
+            same_content = (
+                old[0] == new[0] if kind_type == SYMLINK else old[1:] == new[1:]
+            )
         else:
             same_content = True
         cause = "metadata_only" if same_content else "shadowed"

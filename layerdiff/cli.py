@@ -20,9 +20,9 @@ from .analyses.budget import check_budgets, read_baseline
 from .analyses.compare import NOISE, compare_images
 from .analyses.why import why_path
 from .archive import Image, open_image
+from .blobs import DEFAULT_MAX_SIZE
 from .cache import LayerCache, default_cache_dir
 from .config import budgets_from, find_config, load_settings
-from .blobs import DEFAULT_MAX_SIZE
 from .errors import LayerdiffError, UsageError
 from .inspect import inspect_image
 from .output import atomic_output, check_outputs

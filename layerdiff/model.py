@@ -334,7 +334,6 @@ class EntryTable(Sequence[Entry]):
         self._meta_index = {meta: number for number, meta in enumerate(metas)}
 
 
-
 class ChangeKind(str, enum.Enum):
     """What a layer did to one path."""
 
@@ -409,9 +408,7 @@ class PathTable:
 
     def __getitem__(self, number: int) -> str:
         start = self._ends[number - 1] if number else 0
-        return self._blob[start : self._ends[number]].decode(
-            "utf-8", "surrogateescape"
-        )
+        return self._blob[start : self._ends[number]].decode("utf-8", "surrogateescape")
 
     def find(self, path: str) -> int:
         """Return the number of a path, or -1 when it was never added."""

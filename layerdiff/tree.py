@@ -150,7 +150,7 @@ class MergedView:
         self.ihashed = bytearray()
         # Inodes whose last name went: reused from the next layer on, as a
         # hard link of the same layer may still name one (see classify).
-        self.ifreed = array("i")
+        self.ifreed: dict[int, str] = {}  # inode: the waste it was charged as
         self.ifree = array("i")
         self.waste: list[Waste] = []
         self.live = 0
@@ -233,7 +233,7 @@ class MergedView:
         """Make the inodes freed so far reusable: called between layers."""
         irefs = self.irefs
         self.ifree.extend(n for n in self.ifreed if irefs[n] == 0)
-        del self.ifreed[:]
+        self.ifreed.clear()
 
     def same_data(self, one: int, two: int) -> bool:
         """Tell whether two inodes hold the same size and digest."""
@@ -275,6 +275,12 @@ class MergedView:
         self.meta[number] = meta
         self.inodes[number] = inode
         if inode >= 0:
+            if not self.irefs[inode] and inode in self.ifreed:
+                # A hard link named the data after its last name went: the
+                # bytes are in use again, not waste.
+                layer_of = self.ilayer[inode]
+                if layer_of >= 0:
+                    self.charge(layer_of, self.ifreed.pop(inode), -self.isize[inode])
             self.irefs[inode] += 1
         if extra is not None:
             self.extra[number] = extra
@@ -295,7 +301,12 @@ class MergedView:
         """
         if number <= 0 or not self.types[number]:
             return 0, 0
-        types, inodes, child, sibling = self.types, self.inodes, self.child, self.sibling
+        types, inodes, child, sibling = (
+            self.types,
+            self.inodes,
+            self.child,
+            self.sibling,
+        )
         irefs = self.irefs
         count = freed = 0
         stack = [number]
@@ -313,7 +324,7 @@ class MergedView:
                 inodes[current] = -1
                 irefs[inode] -= 1
                 if irefs[inode] == 0:
-                    self.ifreed.append(inode)
+                    self.ifreed[inode] = cause
                     size = self.isize[inode]
                     freed += size
                     if self.ilayer[inode] >= 0:
