@@ -70,6 +70,7 @@ class _Apply:
     def run(self) -> tuple[ChangeList, list[Finding]]:
         view, changes, changeset = self.view, self.changes, self.changeset
         view.release_inodes()
+        view.fit_layer(self.layer)
         for target in dict.fromkeys(changeset.whiteouts):
             number = view.find(target)
             if number <= 0:
@@ -92,8 +93,8 @@ class _Apply:
             changes.add(number, _OPAQUE, DIR, 0, 0, removed, freed)
 
         table = self.table
-        paths, types, sizes = table.paths, table.types, table.sizes
-        numbers = array("I", map(view.number, paths))
+        types, sizes = table.types, table.sizes
+        numbers = array("I", map(view.number, table.iter_paths()))
         self.numbers = numbers
         # Where each path number last occurs in this layer's tar.
         last = array("i", bytes(4 * len(view.paths)))
@@ -106,19 +107,22 @@ class _Apply:
                     "the layer holds this path more than once; the last entry "
                     "wins and the earlier ones only cost space",
                     Severity.INFO,
-                    path=paths[index],
+                    path=table.path(index),
                     size=sizes[earlier] if is_file else None,
                 )
                 if is_file:  # shipped, then replaced
                     view.charge(self.layer, "shadowed", sizes[earlier])
             last[number] = index + 1
-        final = [i for i, number in enumerate(numbers) if last[number] == i + 1]
 
         # Hard links go last, in tar order, so their targets are in place. One
         # that comes before its target in the tar is extracted (by GNU tar or
         # containerd) against what exists at that point: the file below, or
         # nothing, and then the link is not created.
-        links = [i for i in final if types[i] == HARDLINK]
+        links = [
+            i
+            for i, number in enumerate(numbers)
+            if types[i] == HARDLINK and last[number] == i + 1
+        ]
         early: dict[int, tuple[int, int] | None] = {}
         for index in links:
             target = view.paths.find(table.extra[index][0])
@@ -127,10 +131,13 @@ class _Apply:
                 early[index] = (
                     (view.inodes[target], view.meta[target]) if below else None
                 )
+        regular = [
+            i
+            for i, number in enumerate(numbers)
+            if types[i] != HARDLINK and last[number] == i + 1
+        ]
         del last
-
-        regular = [i for i in final if types[i] != HARDLINK]
-        regular.sort(key=paths.__getitem__)
+        regular.sort(key=table.path)
         layer_metas = [view.meta_number(meta) for meta in table.metas]
         meta = table.meta
         extra = table.extra
@@ -154,7 +161,7 @@ class _Apply:
                         else "tar, so extracting it fails and the link is not created"
                     ),
                     Severity.WARNING,
-                    path=paths[index],
+                    path=table.path(index),
                 )
                 if snapshot is None:
                     continue
@@ -168,7 +175,7 @@ class _Apply:
                         "hardlink-missing-target",
                         f"hard link target /{linkname} {why}",
                         Severity.WARNING,
-                        path=paths[index],
+                        path=table.path(index),
                     )
                 target_meta = view.meta[target] if target >= 0 else -1
             own = layer_metas[meta[index]]
@@ -263,7 +270,7 @@ class _Apply:
                 f"parent /{shown} is a {kind}, not a directory; "
                 "extraction replaces it with a directory",
                 Severity.WARNING,
-                path=self.table.paths[index],
+                path=self.table.path(index),
             )
             view.drop(parent, "shadowed")
             missing.append(parent)

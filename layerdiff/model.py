@@ -161,7 +161,8 @@ class EntryTable(Sequence[Entry]):
     """
 
     __slots__ = (
-        "paths",
+        "_blob",
+        "_ends",
         "types",
         "metas",
         "meta",
@@ -173,7 +174,10 @@ class EntryTable(Sequence[Entry]):
     )
 
     def __init__(self) -> None:
-        self.paths: list[str] = []
+        # Paths as UTF-8 in one buffer, each ending where _ends says: a
+        # string object per path would cost three times as much.
+        self._blob = bytearray()
+        self._ends = array("I")
         self.types = bytearray()  # TYPE_CODES
         # (mode, uid, gid, mtime, uname, gname, xattrs_key), by number
         self.metas: list[tuple] = []
@@ -211,8 +215,11 @@ class EntryTable(Sequence[Entry]):
         devminor: int = 0,
     ) -> None:
         """Add an entry by its columns: the fast way in."""
-        index = len(self.paths)
-        self.paths.append(path)
+        index = len(self.types)
+        self._blob += path.encode("utf-8", "surrogateescape")
+        if len(self._blob) > 0xFFFFFFFF and self._ends.typecode == "I":
+            self._ends = array("q", self._ends)
+        self._ends.append(len(self._blob))
         self.types.append(kind)
         number = self._meta_index.get(meta)
         if number is None:
@@ -249,6 +256,21 @@ class EntryTable(Sequence[Entry]):
             entry.devminor,
         )
 
+    def path(self, index: int) -> str:
+        """Return the path of an entry."""
+        start = self._ends[index - 1] if index else 0
+        return self._blob[start : self._ends[index]].decode(
+            "utf-8", "surrogateescape"
+        )
+
+    def iter_paths(self) -> Iterator[str]:
+        """Yield the path of every entry, in order."""
+        blob = self._blob
+        start = 0
+        for end in self._ends:
+            yield blob[start:end].decode("utf-8", "surrogateescape")
+            start = end
+
     def digest(self, index: int) -> bytes | None:
         """Return the content digest of an entry as 32 bytes, or None."""
         if not self.hashed[index]:
@@ -264,14 +286,14 @@ class EntryTable(Sequence[Entry]):
         )
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.types)
 
     def _make(self, index: int) -> Entry:
         mode, uid, gid, mtime, uname, gname, xattrs = self.metas[self.meta[index]]
         linkname, devmajor, devminor = self.extra.get(index, ("", 0, 0))
         digest = self.digest(index)
         return Entry(
-            self.paths[index],
+            self.path(index),
             _TYPES[self.types[index]],  # type: ignore[arg-type]
             mode,
             uid,
@@ -297,7 +319,7 @@ class EntryTable(Sequence[Entry]):
         return self._make(index)
 
     def __iter__(self) -> Iterator[Entry]:
-        return map(self._make, range(len(self.paths)))
+        return map(self._make, range(len(self.types)))
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, (EntryTable, list)):
@@ -309,7 +331,9 @@ class EntryTable(Sequence[Entry]):
 
     def __getstate__(self):
         return (
-            self.paths,
+            bytes(self._blob),
+            self._ends.typecode,
+            self._ends.tobytes(),
             bytes(self.types),
             self.metas,
             self.meta.tobytes(),
@@ -320,8 +344,10 @@ class EntryTable(Sequence[Entry]):
         )
 
     def __setstate__(self, state) -> None:
-        paths, types, metas, meta, sizes, digests, hashed, extra = state
-        self.paths = paths
+        blob, typecode, ends, types, metas, meta, sizes, digests, hashed, extra = state
+        self._blob = bytearray(blob)
+        self._ends = array(typecode)
+        self._ends.frombytes(ends)
         self.types = bytearray(types)
         self.metas = metas
         self.meta = array("I")

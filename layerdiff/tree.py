@@ -132,7 +132,7 @@ class MergedView:
     def __init__(self) -> None:
         self.paths = PathTable()
         self.types = bytearray()  # TYPE_CODES; 0: not in the view
-        self.layers = array("i")
+        self.layers = array("h")  # becomes "i" past 32767 layers
         self.meta = array("I")  # number in self.metas
         self.inodes = array("i")  # inode number, -1 for none
         self.parent = array("i")
@@ -143,8 +143,9 @@ class MergedView:
         # (mode, uid, gid, mtime, uname, gname, xattrs_key), by number
         self.metas: list[tuple] = []
         self._meta_index: dict[tuple, int] = {}
-        self.isize = array("q")
-        self.ilayer = array("i")
+        self.isize = array("I")  # sizes of 4 GiB and more are in ibig
+        self.ibig: dict[int, int] = {}
+        self.ilayer = array("h")
         self.irefs = array("i")
         self.idigest = bytearray()  # 32 bytes an inode
         self.ihashed = bytearray()
@@ -215,6 +216,9 @@ class MergedView:
     def new_inode(self, size: int, layer: int, digest: bytes | None) -> int:
         if self.ifree:
             number = self.ifree.pop()
+            self.ibig.pop(number, None)
+            if size > 0xFFFFFFFF:
+                self.ibig[number], size = size, 0
             self.isize[number] = size
             self.ilayer[number] = layer
             self.irefs[number] = 0
@@ -222,6 +226,8 @@ class MergedView:
             self.ihashed[number] = digest is not None
             return number
         number = len(self.isize)
+        if size > 0xFFFFFFFF:
+            self.ibig[number], size = size, 0
         self.isize.append(size)
         self.ilayer.append(layer)
         self.irefs.append(0)
@@ -235,9 +241,19 @@ class MergedView:
         self.ifree.extend(n for n in self.ifreed if irefs[n] == 0)
         self.ifreed.clear()
 
+    def inode_size(self, number: int) -> int:
+        size = self.isize[number]
+        return size if size or not self.ibig else self.ibig.get(number, 0)
+
+    def fit_layer(self, layer: int) -> None:
+        """Widen the layer columns before a layer number would not fit."""
+        if layer > 0x7FFF and self.layers.typecode == "h":
+            self.layers = array("i", self.layers)
+            self.ilayer = array("i", self.ilayer)
+
     def same_data(self, one: int, two: int) -> bool:
         """Tell whether two inodes hold the same size and digest."""
-        if self.isize[one] != self.isize[two]:
+        if self.inode_size(one) != self.inode_size(two):
             return False
         if self.ihashed[one] != self.ihashed[two]:
             return False
@@ -280,7 +296,8 @@ class MergedView:
                 # bytes are in use again, not waste.
                 layer_of = self.ilayer[inode]
                 if layer_of >= 0:
-                    self.charge(layer_of, self.ifreed.pop(inode), -self.isize[inode])
+                    size = self.inode_size(inode)
+                    self.charge(layer_of, self.ifreed.pop(inode), -size)
             self.irefs[inode] += 1
         if extra is not None:
             self.extra[number] = extra
@@ -325,7 +342,7 @@ class MergedView:
                 irefs[inode] -= 1
                 if irefs[inode] == 0:
                     self.ifreed[inode] = cause
-                    size = self.isize[inode]
+                    size = self.inode_size(inode)
                     freed += size
                     if self.ilayer[inode] >= 0:
                         self.charge(self.ilayer[inode], cause, size)
@@ -372,7 +389,7 @@ class MergedView:
         if number_of_inode >= 0:
             at = 32 * number_of_inode
             inode = Inode(
-                self.isize[number_of_inode],
+                self.inode_size(number_of_inode),
                 self.ilayer[number_of_inode],
                 None,
                 self.irefs[number_of_inode],
