@@ -7,7 +7,9 @@ of the layer is added, whatever their order in the tar.
 
 from __future__ import annotations
 
+import heapq
 from array import array
+from collections.abc import Iterator
 
 from .model import (
     KIND_CODES,
@@ -131,17 +133,20 @@ class _Apply:
                 early[index] = (
                     (view.inodes[target], view.meta[target]) if below else None
                 )
-        regular = [
-            i
-            for i, number in enumerate(numbers)
-            if types[i] != HARDLINK and last[number] == i + 1
-        ]
+        regular = array(
+            "I",
+            (
+                i
+                for i, number in enumerate(numbers)
+                if types[i] != HARDLINK and last[number] == i + 1
+            ),
+        )
         del last
-        regular.sort(key=table.path)
+        order = _sorted_by_path(table, regular)
         layer_metas = [view.meta_number(meta) for meta in table.metas]
         meta = table.meta
         extra = table.extra
-        for index in regular:
+        for index in order:
             kind = types[index]
             inode = -1
             if kind == FILE:
@@ -276,6 +281,22 @@ class _Apply:
             missing.append(parent)
         for directory in reversed(missing):
             view.set(directory, DIR, self.layer, self.implicit)
+
+
+# Entries are sorted in runs of this many, then merged: sorting a whole
+# layer at once would hold a string for each of its paths at the same time.
+_RUN = 1 << 15
+
+
+def _sorted_by_path(table: EntryTable, indexes: array) -> Iterator[int]:
+    """Yield entry indexes in the order of their paths."""
+    if len(indexes) <= _RUN:
+        return iter(sorted(indexes, key=table.path))
+    runs = [
+        array("I", sorted(indexes[start : start + _RUN], key=table.path))
+        for start in range(0, len(indexes), _RUN)
+    ]
+    return heapq.merge(*runs, key=table.path)
 
 
 def _same_metadata(one: tuple, two: tuple, with_mtime: bool) -> bool:

@@ -377,6 +377,8 @@ def inspect_image(
         volumes = [v for before, vs in volume_steps if before <= ref.index for v in vs]
         if volumes:
             report.findings.extend(_volume_writes(changes, volumes, ref.index))
+        # Freed now, not when the next layer has been read into memory.
+        changeset = entries = None
     for report in layers:
         if report.index < len(view.waste):
             report.waste = view.waste[report.index]
