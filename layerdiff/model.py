@@ -216,10 +216,12 @@ class EntryTable(Sequence[Entry]):
     ) -> None:
         """Add an entry by its columns: the fast way in."""
         index = len(self.types)
-        self._blob += path.encode("utf-8", "surrogateescape")
-        if len(self._blob) > 0xFFFFFFFF and self._ends.typecode == "I":
+        blob = self._blob
+        blob += path.encode("utf-8", "surrogateescape")
+        end = len(blob)
+        if end > 0xFFFFFFFF and self._ends.typecode == "I":
             self._ends = array("q", self._ends)
-        self._ends.append(len(self._blob))
+        self._ends.append(end)
         self.types.append(kind)
         number = self._meta_index.get(meta)
         if number is None:
@@ -259,9 +261,7 @@ class EntryTable(Sequence[Entry]):
     def path(self, index: int) -> str:
         """Return the path of an entry."""
         start = self._ends[index - 1] if index else 0
-        return self._blob[start : self._ends[index]].decode(
-            "utf-8", "surrogateescape"
-        )
+        return self._blob[start : self._ends[index]].decode("utf-8", "surrogateescape")
 
     def iter_paths(self) -> Iterator[str]:
         """Yield the path of every entry, in order."""
@@ -411,102 +411,162 @@ REASON_CODES = {reason: code for code, reason in enumerate(_REASONS)}
 
 
 class PathTable:
-    """Paths by number: each stored once, as UTF-8, in one growing buffer.
+    """Paths by number, each stored as its parent's number and its name.
 
     A merged view of a million paths held as Python strings costs about a
     hundred bytes a path before anything else is known about it; here a
-    path costs its bytes, an offset and a slot of the hash index. Numbers
-    are never reused, so a number keeps naming its path after the path is
-    deleted from a view: change lists refer to paths by number.
+    path costs its last component as UTF-8, an offset, its parent's number
+    and a slot of the hash index. Number 0 is the root (''); a path's
+    parents get numbers before it. Numbers are never reused, so a number
+    keeps naming its path after the path is deleted from a view: change
+    lists refer to paths by number.
     """
 
-    __slots__ = ("_blob", "_ends", "_slots", "_mask", "_limit")
+    __slots__ = ("_names", "_ends", "parents", "_slots", "_mask", "_limit", "_above")
 
     def __init__(self) -> None:
-        self._blob = bytearray()
-        self._ends = array("I")  # becomes "q" past 4 GiB of paths
-        self._slots = array("q", bytes(8 * 1024))  # (tag << 32) | (number + 1)
-        self._mask = 1023
-        self._limit = 614  # grow past 60% full
+        self._names = bytearray()
+        self._ends = array("I", [0])  # becomes "q" past 4 GiB of names
+        self.parents = array("i", [-1])
+        self._empty(1024)
+        # The parent path last looked up and its number: a layer lists the
+        # entries of one directory together, so this saves most lookups.
+        self._above: tuple[str | None, int] = (None, 0)
+
+    def _empty(self, size: int) -> None:
+        self._slots = array("q", bytes(8 * size))  # (tag << 32) | (number + 1)
+        self._mask = size - 1
+        self._limit = int(size * 0.6)  # grow past 60% full
 
     def __len__(self) -> int:
         return len(self._ends)
 
+    def name(self, number: int) -> str:
+        """Return the last component of a path ('' for the root)."""
+        if number <= 0:
+            return ""
+        return self._names[self._ends[number - 1] : self._ends[number]].decode(
+            "utf-8", "surrogateescape"
+        )
+
     def __getitem__(self, number: int) -> str:
-        start = self._ends[number - 1] if number else 0
-        return self._blob[start : self._ends[number]].decode("utf-8", "surrogateescape")
+        parts = []
+        parents = self.parents
+        while number > 0:
+            parts.append(self.name(number))
+            number = parents[number]
+        parts.reverse()
+        return "/".join(parts)
 
-    def find(self, path: str) -> int:
-        """Return the number of a path, or -1 when it was never added."""
-        code = hash(path)
+    def _lookup(self, parent: int, name: str, create: bool) -> int:
+        code = hash((parent, name))
         tag = (code >> 32) & 0x7FFFFFFF
         mask = self._mask
         slots = self._slots
+        parents = self.parents
         index = code & mask
-        while True:
-            value = slots[index]
-            if not value:
-                return -1
-            if value >> 32 == tag:
-                number = (value & 0xFFFFFFFF) - 1
-                if self[number] == path:
-                    return number
-            index = (index + 1) & mask
-
-    def add(self, path: str) -> int:
-        """Return the number of a path, adding it when it is new."""
-        code = hash(path)
-        tag = (code >> 32) & 0x7FFFFFFF
-        mask = self._mask
-        slots = self._slots
-        index = code & mask
+        data = name.encode("utf-8", "surrogateescape")
         while True:
             value = slots[index]
             if not value:
                 break
             if value >> 32 == tag:
                 number = (value & 0xFFFFFFFF) - 1
-                if self[number] == path:
+                if (
+                    parents[number] == parent
+                    and self._names[self._ends[number - 1] : self._ends[number]] == data
+                ):
                     return number
             index = (index + 1) & mask
+        if not create:
+            return -1
         number = len(self._ends)
         if number >= 0xFFFFFFFE:
             raise OverflowError("more than 4 billion paths")
-        self._blob += path.encode("utf-8", "surrogateescape")
-        if len(self._blob) > 0xFFFFFFFF and self._ends.typecode == "I":
+        self._names += data
+        if len(self._names) > 0xFFFFFFFF and self._ends.typecode == "I":
             self._ends = array("q", self._ends)
-        self._ends.append(len(self._blob))
+        self._ends.append(len(self._names))
+        parents.append(parent)
         slots[index] = (tag << 32) | (number + 1)
         if number >= self._limit:
-            self._grow()
+            self._rebuild(2 * (self._mask + 1))
         return number
 
-    def _grow(self) -> None:
-        self._rebuild(2 * (self._mask + 1))
+    def _resolve(self, path: str, create: bool) -> int:
+        cut = path.rfind("/")
+        if cut > 0:
+            last, parent = self._above
+            if last == path[:cut]:  # the common case: a sibling of the last
+                return self._lookup(parent, path[cut + 1 :], create)
+        elif not path:
+            return 0
+        names = []  # components below the nearest known parent, last first
+        current = path
+        parent = 0
+        while True:
+            cut = current.rfind("/")
+            if cut < 0:
+                names.append(current)
+                break
+            above = current[:cut]
+            names.append(current[cut + 1 :])
+            last, number = self._above
+            if last == above:
+                parent = number
+                break
+            current = above
+        number = parent
+        for name in reversed(names):
+            parent = number
+            number = self._lookup(parent, name, create)
+            if number < 0:
+                return -1
+        cut = path.rfind("/")
+        if cut >= 0:
+            self._above = (path[:cut], parent)
+        return number
+
+    def find(self, path: str) -> int:
+        """Return the number of a path, or -1 when it was never added."""
+        return self._resolve(path, False)
+
+    def add(self, path: str) -> int:
+        """Return the number of a path, adding it and its parents if new."""
+        return self._resolve(path, True)
 
     def _rebuild(self, size: int) -> None:
-        slots = array("q", bytes(8 * size))
-        mask = size - 1
+        self._empty(size)
+        slots, mask = self._slots, self._mask
+        names, parents = self._names, self.parents
         start = 0
-        blob = self._blob
         for number, end in enumerate(self._ends):
-            code = hash(blob[start:end].decode("utf-8", "surrogateescape"))
+            if number:
+                name = names[start:end].decode("utf-8", "surrogateescape")
+                code = hash((parents[number], name))
+                index = code & mask
+                while slots[index]:
+                    index = (index + 1) & mask
+                slots[index] = (((code >> 32) & 0x7FFFFFFF) << 32) | (number + 1)
             start = end
-            index = code & mask
-            while slots[index]:
-                index = (index + 1) & mask
-            slots[index] = (((code >> 32) & 0x7FFFFFFF) << 32) | (number + 1)
-        self._slots, self._mask, self._limit = slots, mask, int(size * 0.6)
 
     def __getstate__(self):
         # The index depends on this process's string hashes: rebuilt on load.
-        return bytes(self._blob), self._ends.typecode, self._ends.tobytes()
+        return (
+            bytes(self._names),
+            self._ends.typecode,
+            self._ends.tobytes(),
+            self.parents.tobytes(),
+        )
 
     def __setstate__(self, state) -> None:
-        blob, typecode, ends = state
-        self._blob = bytearray(blob)
+        names, typecode, ends, parents = state
+        self._names = bytearray(names)
         self._ends = array(typecode)
         self._ends.frombytes(ends)
+        self.parents = array("i")
+        self.parents.frombytes(parents)
+        self._above = (None, 0)
         size = 1024
         while int(size * 0.6) <= len(self._ends):
             size *= 2
@@ -514,10 +574,12 @@ class PathTable:
 
     def __deepcopy__(self, memo) -> PathTable:
         copy = PathTable.__new__(PathTable)
-        copy._blob = bytearray(self._blob)
+        copy._names = bytearray(self._names)
         copy._ends = self._ends[:]
-        copy._slots = array("q", self._slots)
+        copy.parents = self.parents[:]
+        copy._slots = self._slots[:]
         copy._mask, copy._limit = self._mask, self._limit
+        copy._above = self._above
         return copy
 
 

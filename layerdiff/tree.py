@@ -135,7 +135,6 @@ class MergedView:
         self.layers = array("h")  # becomes "i" past 32767 layers
         self.meta = array("I")  # number in self.metas
         self.inodes = array("i")  # inode number, -1 for none
-        self.parent = array("i")
         self.child = array("i")  # first child ever added, -1 for none
         self.sibling = array("i")  # next child of the same parent, -1
         # linkname, devmajor and devminor, for the nodes that have them
@@ -155,9 +154,9 @@ class MergedView:
         self.ifree = array("i")
         self.waste: list[Waste] = []
         self.live = 0
-        self._last_parent = ("", 0)
-        root = self.paths.add("")
-        for column in (self.layers, self.inodes, self.child, self.parent, self.sibling):
+        self.parent = self.paths.parents  # the same array: read only here
+        root = 0
+        for column in (self.layers, self.inodes, self.child, self.sibling):
             column.append(-1)
         self.types.append(0)
         self.meta.append(0)
@@ -170,35 +169,19 @@ class MergedView:
 
         Missing parents get numbers too, so each number knows its parent.
         """
-        table = self.paths
-        number = table.find(path)
-        if number >= 0:
-            return number
-        missing = [path]
-        parent = 0
-        while True:  # up to the nearest parent that has a number
-            current = missing[-1]
-            cut = current.rfind("/")
-            above = current[:cut] if cut >= 0 else ""
-            last, parent = self._last_parent
-            if last == above:
-                break
-            parent = table.find(above)
-            if parent >= 0:
-                self._last_parent = (above, parent)
-                break
-            missing.append(above)
-        for current in reversed(missing):
-            number = table.add(current)
-            self.types.append(0)
-            self.layers.append(-1)
-            self.meta.append(0)
-            self.inodes.append(-1)
-            self.child.append(-1)
-            self.parent.append(parent)
-            self.sibling.append(self.child[parent])
-            self.child[parent] = number
-            parent = number
+        count = len(self.types)
+        number = self.paths.add(path)
+        if number >= count:
+            parents, child = self.paths.parents, self.child
+            for new in range(count, number + 1):  # parents come first
+                self.types.append(0)
+                self.layers.append(-1)
+                self.meta.append(0)
+                self.inodes.append(-1)
+                child.append(-1)
+                parent = parents[new]
+                self.sibling.append(child[parent])
+                child[parent] = new
         return number
 
     def find(self, path: str) -> int:
@@ -457,6 +440,7 @@ class MergedView:
                 setattr(other, name, value.copy())
             else:
                 setattr(other, name, copy.deepcopy(value, memo))
+        other.parent = other.paths.parents
         return other
 
 
