@@ -269,6 +269,19 @@ def _emit(text: str | bytes, output: str | None) -> None:
         handle.write(text.encode() if isinstance(text, str) else text)
 
 
+def _emit_json(data: object, output: str | None) -> None:
+    """Write a report as JSON, piece by piece, to stdout or atomically."""
+    if output is None or output == "-":
+        render.write_json(
+            data, lambda text: click.echo(_UNPRINTABLE.sub(_escape, text), nl=False)
+        )
+        return
+    with atomic_output(output) as handle:
+        render.write_json(
+            data, lambda text: handle.write(_UNPRINTABLE.sub(_escape, text).encode())
+        )
+
+
 _output_option = click.option(
     "-o",
     "--output",
@@ -321,7 +334,7 @@ def inspect(
         data = render.inspect_json(report)
         if index is not None:
             data["layers"] = [data["layers"][index]]
-        _emit(render.to_json(data), output)
+        _emit_json(data, output)
     elif index is not None:
         _emit(render.render_layer(report, report.layers[index]), output)
     else:
@@ -358,7 +371,7 @@ def files(
         upto=True,
     )
     if as_json:
-        _emit(render.to_json(render.files_json(view)), output)
+        _emit_json(render.files_json(view), output)
     else:
         _emit(render.render_files(view), output)
 
@@ -545,7 +558,7 @@ def audit(
         notes=notes,
     )
     if fmt == "json":
-        _emit(render.to_json(render.audit_json(report, result, fail_on)), output)
+        _emit_json(render.audit_json(report, result, fail_on), output)
     elif fmt == "sarif":
         _emit(render_ci.audit_sarif(report, result), output)
     elif fmt == "markdown":
@@ -652,7 +665,7 @@ def check(
     if junit:
         _emit(render_ci.check_junit(report, result), junit)
     if fmt == "json":
-        _emit(render.to_json(render.check_json(report, result)), output)
+        _emit_json(render.check_json(report, result), output)
     elif fmt == "markdown":
         _emit(render_ci.check_markdown(report, result), output)
     else:
@@ -685,7 +698,7 @@ def baseline(
         jobs,
         _cache(cache_dir, no_cache),
     )
-    _emit(render.to_json(render.inspect_json(report)), output)
+    _emit_json(render.inspect_json(report), output)
 
 
 @main.command()
@@ -791,7 +804,7 @@ def why(
     )
     result = why_path(report, view, path)
     if as_json:
-        _emit(render.to_json(render.why_json(report, result)), None)
+        _emit_json(render.why_json(report, result), None)
     else:
         _emit(render.render_why(report, result), None)
 
@@ -850,7 +863,7 @@ def changes(upper, merged, base, lowers, volumes, binds, inspect_file, keep_stub
         container.close()
     if as_json:
         data = [row.to_json() for row in rows]
-        _emit(render.to_json(data), None)
+        _emit_json(data, None)
     else:
         _emit(render.render_changes(rows, plan.lower_known), None)
     lost = [row for row in rows if row.loses_content]
@@ -933,7 +946,7 @@ def commit(upper, merged, base, lowers, volumes, binds, inspect_file, keep_stubs
         container.close()
     data = render.commit_json(result)
     if json_out == "-":
-        _emit(render.to_json(data), None)
+        _emit_json(data, None)
     else:
         if json_out:
             _emit(render.to_json(data), json_out)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import enum
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,7 @@ __all__ = [
     "ChangeList",
     "PathTable",
     "EntryTable",
+    "Mapped",
     "Severity",
     "Finding",
     "Waste",
@@ -696,6 +697,38 @@ class ChangeList(Sequence[Change]):
         return f"ChangeList({list(self)!r})"
 
 
+class Mapped(Sequence):
+    """A read-only sequence whose items are made from another's on access.
+
+    JSON forms of large lists (a layer's changes, the files of a view) are
+    written item by item through this, never held all at once.
+    """
+
+    __slots__ = ("_source", "_length", "_make")
+
+    def __init__(self, source: Callable[[], Iterator], length: int, make) -> None:
+        self._source = source
+        self._length = length
+        self._make = make
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator:
+        return map(self._make, self._source())
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return list(self)[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (Mapped, list)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"Mapped({list(self)!r})"
+
+
 class Severity(str, enum.Enum):
     INFO = "info"
     WARNING = "warning"
@@ -805,7 +838,10 @@ class LayerReport:
             "findings": [f.to_json() for f in self.findings],
         }
         if with_changes:
-            data["changes"] = [c.to_json() for c in self.changes]
+            changes = self.changes
+            data["changes"] = Mapped(
+                lambda: iter(changes), len(changes), Change.to_json
+            )
         return data
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from tabulate import tabulate as _tabulate
 
@@ -13,7 +14,7 @@ from .analyses.budget import BudgetResult, CheckResult
 from .analyses.compare import Comparison
 from .analyses.why import Provenance
 from .errors import short_digest
-from .model import PENDING_FORMAT, ImageReport, LayerReport
+from .model import PENDING_FORMAT, ImageReport, LayerReport, Mapped
 from .text import counted, escape_undecodable, shown
 from .tree import MergedView
 
@@ -72,22 +73,52 @@ def to_json(data: Any) -> str:
 
     The text is that of ``json.dumps(data, indent=2, sort_keys=True,
     ensure_ascii=False)``, undecodable bytes aside (written as the text
-    ``\\xHH``), produced by a loop that leans on the C string encoder: the
-    standard library falls back to its pure-Python encoder
-    whenever an indent is asked for, which costs seconds on large images.
+    ``\\xHH``); see write_json.
     """
-    out: list[str] = []
-    try:
-        _write_json(data, "\n", out)
-    except _Unusual:
-        text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    else:
-        out.append("\n")
-        text = "".join(out)
-    # Undecodable bytes of names are lone surrogates, found only inside
-    # strings: each becomes the text \xHH (its backslash escaped for JSON),
-    # so the output stays valid UTF-8.
-    return _JSON_UNDECODABLE.sub(_json_byte, text)
+    parts: list[str] = []
+    write_json(data, parts.append)
+    return "".join(parts)
+
+
+def write_json(data: Any, write: Callable[[str], Any]) -> None:
+    """Write ``data`` as to_json would, in pieces of about a megabyte.
+
+    Sequences other than lists (a layer's changes, the files of a merged
+    view) are written item by item as they are made, so a report of a
+    million paths is never held as text, nor as dicts, all at once. The
+    writer leans on the C string encoder: the standard library falls back
+    to its pure-Python encoder whenever an indent is asked for, which
+    costs seconds on large images.
+    """
+    sink = _Sink(write)
+    _write_json(data, "\n", sink)
+    sink.append("\n")
+    sink.flush()
+
+
+class _Sink:
+    """Collects JSON text and hands it on in pieces."""
+
+    def __init__(self, write: Callable[[str], Any]) -> None:
+        self._write = write
+        self._parts: list[str] = []
+        self._count = 0
+
+    def append(self, text: str) -> None:
+        self._parts.append(text)
+        self._count += 1
+        if self._count >= 4096:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._parts:
+            text = "".join(self._parts)
+            self._parts.clear()
+            self._count = 0
+            # Undecodable bytes of names are lone surrogates, found only
+            # inside strings: each becomes the text \xHH (its backslash
+            # escaped for JSON), so the output stays valid UTF-8.
+            self._write(_JSON_UNDECODABLE.sub(_json_byte, text))
 
 
 _JSON_UNDECODABLE = re.compile("[\udc80-\udcff]")
@@ -95,10 +126,6 @@ _JSON_UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 def _json_byte(match: re.Match[str]) -> str:
     return "\\" + escape_undecodable(match.group(0))
-
-
-class _Unusual(Exception):
-    """A value the fast writer leaves to the json module."""
 
 
 _encode_string = json.encoder.encode_basestring
@@ -115,7 +142,7 @@ def _flat_encoder(inner: str) -> json.JSONEncoder:
     return encoder
 
 
-def _write_json(value: Any, newline: str, out: list[str]) -> None:
+def _write_json(value: Any, newline: str, out: _Sink) -> None:
     if isinstance(value, str):
         out.append(_encode_string(value))
     elif value is None:
@@ -139,18 +166,19 @@ def _write_json(value: Any, newline: str, out: list[str]) -> None:
             text = _flat_encoder(inner).encode(value)
             out.append("{" + inner + text[1:-1] + newline + "}")
             return
+        if not all(isinstance(key, str) for key in value):
+            out.append(_unusual(value, newline))
+            return
         separator = "{" + inner
         for key in sorted(value):
-            if not isinstance(key, str):
-                raise _Unusual
             out.append(separator)
             out.append(_encode_string(key))
             out.append(": ")
             _write_json(value[key], inner, out)
             separator = "," + inner
         out.append(newline + "}")
-    elif isinstance(value, (list, tuple)):
-        if not value:
+    elif isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
+        if not len(value):
             out.append("[]")
             return
         inner = newline + "  "
@@ -161,7 +189,13 @@ def _write_json(value: Any, newline: str, out: list[str]) -> None:
             separator = "," + inner
         out.append(newline + "]")
     else:
-        raise _Unusual  # anything else json.dumps may know
+        out.append(_unusual(value, newline))
+
+
+def _unusual(value: Any, newline: str) -> str:
+    """Write what the fast writer does not know as the json module does."""
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    return text.replace("\n", newline)
 
 
 def _config_summary(config: dict[str, Any]) -> dict[str, Any]:
@@ -332,16 +366,21 @@ def render_layer(report: ImageReport, layer: LayerReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def files_json(view: MergedView) -> list[dict[str, Any]]:
-    """Return the merged view's entries in the documented JSON form."""
-    result = []
-    for node in view.iter_nodes():
-        data = node.entry.to_json(node.layer if node.layer >= 0 else None)
-        if node.inode is not None:
-            data["size"] = node.inode.size
-            data["sha256"] = node.inode.sha256
-        result.append(data)
-    return result
+def files_json(view: MergedView) -> Sequence[dict[str, Any]]:
+    """Return the merged view's entries in the documented JSON form.
+
+    Items are made as they are read, so that writing the files of a large
+    view does not hold a dict for each of them at once.
+    """
+    return Mapped(view.iter_nodes, len(view), _file_json)
+
+
+def _file_json(node) -> dict[str, Any]:
+    data = node.entry.to_json(node.layer if node.layer >= 0 else None)
+    if node.inode is not None:
+        data["size"] = node.inode.size
+        data["sha256"] = node.inode.sha256
+    return data
 
 
 def render_files(view: MergedView) -> str:
