@@ -100,7 +100,14 @@ class _Apply:
         self.numbers = numbers
         # Where each path number last occurs in this layer's tar.
         last = array("i", bytes(4 * len(view.paths)))
+        # Paths that had children and that a non-directory entry replaces:
+        # the position of the last such entry. Extraction removes what lay
+        # below them at that point, entries earlier in this tar included.
+        child = view.child
+        replaced = self.replaced = {}
         for index, number in enumerate(numbers):
+            if types[index] != DIR and child[number] >= 0:
+                replaced[number] = index
             earlier = last[number] - 1
             if earlier >= 0:
                 is_file = types[earlier] == FILE
@@ -125,10 +132,21 @@ class _Apply:
             for i, number in enumerate(numbers)
             if types[i] == HARDLINK and last[number] == i + 1
         ]
+        if replaced:
+            links = [i for i in links if not self.lost(i)]
         early: dict[int, tuple[int, int] | None] = {}
+        cut: dict[int, int] = {}  # link: the parent of its target replaced later
         for index in links:
             target = view.paths.find(table.extra[index][0])
-            if target >= 0 and last[target] - 1 > index:
+            if target < 0:
+                continue
+            later = last[target] - 1 > index
+            if not later and replaced:
+                above = self.replaced_after(target, index)
+                if above >= 0:
+                    later = True
+                    cut[index] = above
+            if later:
                 below = view.types[target] and view.inodes[target] >= 0
                 early[index] = (
                     (view.inodes[target], view.meta[target]) if below else None
@@ -142,6 +160,8 @@ class _Apply:
             ),
         )
         del last
+        if replaced:
+            regular = array("I", (i for i in regular if not self.lost(i)))
         order = _sorted_by_path(table, regular)
         layer_metas = [view.meta_number(meta) for meta in table.metas]
         meta = table.meta
@@ -157,9 +177,12 @@ class _Apply:
             linkname = extra[index][0]
             if index in early:
                 snapshot = early[index]
+                what = f"its target /{linkname}"
+                if index in cut:
+                    what = f"/{view.paths[cut[index]]} is replaced"
                 self.finding(
                     "hardlink-missing-target",
-                    f"hard link comes before its target /{linkname} in the "
+                    f"hard link comes before {what} in the "
                     + (
                         "tar, so extracting it links to the file below"
                         if snapshot is not None
@@ -193,6 +216,41 @@ class _Apply:
             self.place(index, HARDLINK, own, inode, extra[index])
 
         return changes, self.findings
+
+    def replaced_after(self, number: int, position: int) -> int:
+        """Return a parent of a path replaced by an entry after ``position``."""
+        replaced = self.replaced
+        parents = self.view.paths.parents
+        above = parents[number]
+        while above > 0:
+            at = replaced.get(above)
+            if at is not None and at > position:
+                return above
+            above = parents[above]
+        return -1
+
+    def lost(self, index: int) -> bool:
+        """Tell whether a later entry of this layer removes this one.
+
+        A non-directory entry that replaces a directory removes everything
+        below it that extraction created so far, from this layer as well.
+        """
+        above = self.replaced_after(self.numbers[index], index)
+        if above < 0:
+            return False
+        table = self.table
+        is_file = table.types[index] == FILE
+        self.finding(
+            "entry-replaced-in-layer",
+            f"a later entry of the layer replaces /{self.view.paths[above]} "
+            "with a non-directory, which removes this entry when extracted",
+            Severity.INFO,
+            path=table.path(index),
+            size=table.sizes[index] if is_file else None,
+        )
+        if is_file:  # shipped, then removed
+            self.view.charge(self.layer, "shadowed", table.sizes[index])
+        return True
 
     def place(
         self,

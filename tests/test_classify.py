@@ -194,3 +194,43 @@ def test_directory_replaced_by_a_file_then_recreated_is_empty(tmp_path):
 
     assert view.get("d").entry.type.value == "dir"
     assert view.child_paths("d") == []
+
+
+def test_a_file_replacing_a_directory_later_in_the_layer_removes_its_entries(tmp_path):
+    base = layer().file("k", b"k" * 1000)
+    top = (
+        layer()
+        .dir("e")
+        .file("e/f", b"12345")
+        .hardlink("e/g", "k")
+        .file("e", b"")
+        .file("e2/x", b"kept")
+    )
+
+    img = stack(tmp_path, base, top)
+    report = inspect_image(img)
+    view = merged_view(img)
+
+    assert view.get("e").entry.type.value == "file"
+    assert view.child_paths("e") == [] and "e/f" not in view and "e/g" not in view
+    lost = [f for f in report.layers[1].findings if f.rule == "entry-replaced-in-layer"]
+    assert sorted(f.path for f in lost) == ["e/f", "e/g"]
+    assert report.layers[1].waste.shadowed == 5
+    assert view.get("e2/x").size == 4
+
+
+def test_a_hard_link_made_before_its_targets_parent_is_replaced_keeps_the_data(
+    tmp_path,
+):
+    base = layer().dir("d").file("d/x", b"X" * 10)
+    top = layer().hardlink("g", "d/x").file("d", b"")
+
+    img = stack(tmp_path, base, top)
+    report = inspect_image(img)
+    view = merged_view(img)
+
+    assert view.get("g").size == 10 and view.get("g").data_type.value == "file"
+    assert "d/x" not in view and view.get("d").entry.type.value == "file"
+    assert report.layers[0].waste.total == 0
+    messages = [f.message for f in report.layers[1].findings]
+    assert any("before /d is replaced" in m for m in messages)

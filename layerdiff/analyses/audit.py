@@ -92,6 +92,9 @@ RULES: dict[str, Rule] = {
              "permissions"),
         Rule("duplicate-entry", _I,
              "one layer holds several entries for the same path", "layer-rules"),
+        Rule("entry-replaced-in-layer", _I,
+             "a later entry of the same layer replaces a parent of this entry "
+             "with a non-directory, so extraction removes it", "layer-rules"),
         Rule("reserved-whiteout-name", _W,
              "an entry uses the reserved .wh. prefix without being a whiteout",
              "layer-rules"),
