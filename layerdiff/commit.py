@@ -23,7 +23,8 @@ import re
 import shlex
 import tarfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, BinaryIO
@@ -489,27 +490,20 @@ def _spool_file(upper: UpperDir, entry: Entry, spool: _Spool, keep_hash: bool) -
     """
     digest = hashlib.sha256() if keep_hash or entry.sha256 is not None else None
     where = upper.disk_path(entry.path)
-    stamp = upper.stamps.get(entry.path)
-    try:
+    with _reading(upper, entry):
         if where is not None:
             fd = os.open(where, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 left, grew = _spool_data(
                     lambda view: os.readv(fd, (view,)), entry.size, spool, digest
                 )
-                if stamp is not None and not grew:
-                    grew = _stamp(os.fstat(fd)) != stamp
+                grew = _changed(upper, entry, fd, grew)
             finally:
                 os.close(fd)
         else:
             with upper.open(entry.path) as data:
                 left, grew = _spool_data(data.readinto, entry.size, spool, digest)
-                if stamp is not None and not grew:
-                    grew = _stamp(os.fstat(data.fileno())) != stamp
-    except OSError as exc:
-        raise LayerdiffError(
-            f"cannot read: {exc}", source=upper.source, entry=entry.path
-        ) from exc
+                grew = _changed(upper, entry, data, grew)
     _check_read(upper, entry, grew or bool(left), digest)
     spool.write(bytes(-entry.size % _BLOCK))
 
@@ -542,6 +536,29 @@ def _stamp(st: os.stat_result) -> Stamp:
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
+def _changed(upper: UpperDir, entry: Entry, file: int | Any, grew: bool) -> bool:
+    """Tell whether a file read had more data or changed since its listing.
+
+    ``file`` is a descriptor or an open file; only files of a directory
+    have a listing to compare with.
+    """
+    stamp = upper.stamps.get(entry.path)
+    if grew or stamp is None:
+        return grew
+    return _stamp(os.fstat(file if isinstance(file, int) else file.fileno())) != stamp
+
+
+@contextmanager
+def _reading(upper: UpperDir, entry: Entry) -> Iterator[None]:
+    """Turn an error reading a file of the upper dir into one naming it."""
+    try:
+        yield
+    except OSError as exc:
+        raise LayerdiffError(
+            f"cannot read: {exc}", source=upper.source, entry=entry.path
+        ) from exc
+
+
 def _check_read(upper: UpperDir, entry: Entry, changed: bool, digest: Any) -> None:
     """Refuse a file read differently from its listing; keep its hash."""
     found = digest.hexdigest() if digest is not None else None
@@ -568,7 +585,7 @@ def _copy_file(
     """Copy one file's data into a compressed layer, checking it did not change."""
     digest = hashlib.sha256() if keep_hash or entry.sha256 is not None else None
     left = entry.size
-    try:
+    with _reading(upper, entry):
         with upper.open(entry.path) as data:
             while left > 0:
                 want = min(left, _TAR_PIECE)
@@ -581,14 +598,7 @@ def _copy_file(
                 left -= count
                 if count < want:
                     break
-            grew = bool(data.read(1))
-            stamp = upper.stamps.get(entry.path)
-            if stamp is not None and not grew:
-                grew = _stamp(os.fstat(data.fileno())) != stamp
-    except OSError as exc:
-        raise LayerdiffError(
-            f"cannot read: {exc}", source=upper.source, entry=entry.path
-        ) from exc
+            grew = _changed(upper, entry, data, bool(data.read(1)))
     _check_read(upper, entry, grew or bool(left), digest)
     writer.pad()
 

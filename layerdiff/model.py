@@ -152,7 +152,55 @@ def xattrs_key(xattrs: dict[str, bytes] | None) -> tuple | None:
     return tuple(sorted(xattrs.items())) if xattrs else None
 
 
-class EntryTable(Sequence[Entry]):
+class _Columns(Sequence):
+    """A sequence stored as columns, whose items are made on access."""
+
+    __slots__ = ()
+    _noun = "item"
+
+    def _make(self, index: int):
+        raise NotImplementedError
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self._make(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"{self._noun} index out of range")
+        return self._make(index)
+
+    def __iter__(self) -> Iterator:
+        return map(self._make, range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (type(self), list)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self)!r})"
+
+
+class MetaNumbers:
+    """Numbers for metadata tuples, each distinct tuple stored once.
+
+    Users keep the tuples in ``metas`` and their numbers in ``_meta_index``.
+    """
+
+    __slots__ = ()
+    metas: list[tuple]
+    _meta_index: dict[tuple, int]
+
+    def meta_number(self, meta: tuple) -> int:
+        number = self._meta_index.get(meta)
+        if number is None:
+            number = self._meta_index[meta] = len(self.metas)
+            self.metas.append(meta)
+        return number
+
+
+class EntryTable(MetaNumbers, _Columns):
     """A layer's entries stored as columns; Entry objects are made on access.
 
     Owner, mode, time, owner names and xattrs are stored once per distinct
@@ -161,6 +209,7 @@ class EntryTable(Sequence[Entry]):
     are appended, never changed: an Entry taken from the table is a copy.
     """
 
+    _noun = "entry"
     __slots__ = (
         "_blob",
         "_ends",
@@ -196,13 +245,6 @@ class EntryTable(Sequence[Entry]):
         for entry in entries:
             table.append(entry)
         return table
-
-    def meta_number(self, meta: tuple) -> int:
-        number = self._meta_index.get(meta)
-        if number is None:
-            number = self._meta_index[meta] = len(self.metas)
-            self.metas.append(meta)
-        return number
 
     def add(
         self,
@@ -309,26 +351,6 @@ class EntryTable(Sequence[Entry]):
             uname,
             gname,
         )
-
-    def __getitem__(self, index):  # type: ignore[override]
-        if isinstance(index, slice):
-            return [self._make(i) for i in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError("entry index out of range")
-        return self._make(index)
-
-    def __iter__(self) -> Iterator[Entry]:
-        return map(self._make, range(len(self.types)))
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, (EntryTable, list)):
-            return list(self) == list(other)
-        return NotImplemented
-
-    def __repr__(self) -> str:
-        return f"EntryTable({list(self)!r})"
 
     def __getstate__(self):
         return (
@@ -584,7 +606,7 @@ class PathTable:
         return copy
 
 
-class ChangeList(Sequence[Change]):
+class ChangeList(_Columns):
     """The changes of one layer, stored as columns.
 
     A layer of an image may change a million paths, and a report keeps
@@ -595,6 +617,7 @@ class ChangeList(Sequence[Change]):
     Items are Change objects made on access.
     """
 
+    _noun = "change"
     __slots__ = ("_table", "_ids", "_codes", "_sizes", "_big", "_hidden")
 
     def __init__(
@@ -675,26 +698,6 @@ class ChangeList(Sequence[Change]):
             hidden,
             hidden_bytes,
         )
-
-    def __getitem__(self, index):  # type: ignore[override]
-        if isinstance(index, slice):
-            return [self._make(i) for i in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError("change index out of range")
-        return self._make(index)
-
-    def __iter__(self) -> Iterator[Change]:
-        return map(self._make, range(len(self._ids)))
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, (ChangeList, list)):
-            return list(self) == list(other)
-        return NotImplemented
-
-    def __repr__(self) -> str:
-        return f"ChangeList({list(self)!r})"
 
 
 class Mapped(Sequence):

@@ -18,8 +18,7 @@ from array import array
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from . import paths
-from .model import TYPE_CODES, Entry, EntryType, PathTable, Waste
+from .model import TYPE_CODES, Entry, EntryType, MetaNumbers, PathTable, Waste
 
 __all__ = ["Inode", "Node", "MergedView"]
 
@@ -120,7 +119,7 @@ class Node:
         return self.inode.sha256 if self.inode is not None else None
 
 
-class MergedView:
+class MergedView(MetaNumbers):
     """The merged view, as columns indexed by path number.
 
     Every path ever added keeps its number (and its place in its parent's
@@ -188,13 +187,6 @@ class MergedView:
         """Return the number of a path in the view, or -1."""
         number = self.paths.find(path)
         return number if number >= 0 and self.types[number] else -1
-
-    def meta_number(self, meta: tuple) -> int:
-        number = self._meta_index.get(meta)
-        if number is None:
-            number = self._meta_index[meta] = len(self.metas)
-            self.metas.append(meta)
-        return number
 
     def new_inode(self, size: int, layer: int, digest: bytes | None) -> int:
         if self.ifree:
