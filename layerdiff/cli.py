@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import functools
 import logging
 import re
 import signal
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Iterator
 
 import click
@@ -172,17 +174,35 @@ def _cache(cache_dir: str | None, no_cache: bool) -> LayerCache | None:
     return LayerCache(cache_dir or default_cache_dir())
 
 
+@dataclass(frozen=True)
+class ImageReading:
+    """How a command opens and reads images: the options image_options adds."""
+
+    image: str | None
+    platform: str | None
+    max_size: int | None
+    jobs: int | None
+    cache: LayerCache | None
+
+
 def image_options(func=None, *, size_limit: bool = True):
     """Add --image, --platform, --max-size (unless ``size_limit`` is off), -j,
-    --cache and --no-cache."""
+    --cache and --no-cache, given to the command as one ``reading``."""
 
     def decorate(func):
-        func = verbose_option(func)
+        @functools.wraps(func)
+        def command(*args, image, platform, jobs, cache_dir, no_cache, **kwargs):
+            max_size = _parse_size(kwargs.pop("max_size")) if size_limit else None
+            cache = _cache(cache_dir, no_cache)
+            reading = ImageReading(image, platform, max_size, jobs, cache)
+            return func(*args, reading=reading, **kwargs)
+
+        command = verbose_option(command)
         for option in reversed(_image_options):
             if not size_limit and option is _image_options[2]:
                 continue
-            func = option(func)
-        return func
+            command = option(command)
+        return command
 
     return decorate(func) if func is not None else decorate
 
@@ -305,8 +325,7 @@ def main(verbose: int) -> None:
 @_output_option
 @image_options
 def inspect(
-    sources, layer, as_json, output, image, platform, max_size, jobs, cache_dir,
-    no_cache,
+    sources, layer, as_json, output, reading
 ) -> None:  # fmt: skip
     """Show every layer: history step, sizes, changes and waste.
 
@@ -318,15 +337,7 @@ def inspect(
       layerdiff inspect app.tar
       layerdiff inspect app.tar --layer 3
     """
-    report, _ = _inspected(
-        sources,
-        image,
-        platform,
-        _parse_size(max_size),
-        jobs,
-        _cache(cache_dir, no_cache),
-        layer=layer,
-    )
+    report, _ = _inspected(sources, reading, layer=layer)
     index = None
     if layer is not None:  # already checked against the layer count
         index = layer - 1 if layer > 0 else len(report.layers) + layer
@@ -350,8 +361,7 @@ def inspect(
 @_output_option
 @image_options
 def files(
-    sources, layer, as_json, output, image, platform, max_size, jobs, cache_dir,
-    no_cache,
+    sources, layer, as_json, output, reading
 ) -> None:  # fmt: skip
     """List the files of the merged view, with the layer each comes from.
 
@@ -360,16 +370,7 @@ def files(
       layerdiff files app.tar
       layerdiff files app.tar --layer 2 --json
     """
-    _, view = _inspected(
-        sources,
-        image,
-        platform,
-        _parse_size(max_size),
-        jobs,
-        _cache(cache_dir, no_cache),
-        layer=layer,
-        upto=True,
-    )
+    _, view = _inspected(sources, reading, layer=layer, upto=True)
     if as_json:
         _emit_json(render.files_json(view), output)
     else:
@@ -430,9 +431,7 @@ def _one_format(**flags: bool) -> str | None:
     return chosen[0] if chosen else None
 
 
-def _inspected(
-    sources, image, platform, max_size, jobs, cache=None, *, layer=None, upto=False
-):
+def _inspected(sources, reading: ImageReading, *, layer=None, upto=False):
     """Open one image and return its inspect report and merged view.
 
     ``sources`` is one archive or layout, or several bare layer tars.
@@ -440,18 +439,18 @@ def _inspected(
     with ``upto`` the reading stops after that layer.
     """
     sources = [sources] if isinstance(sources, str) else list(sources)
-    with _opened(sources, image, platform, max_size) as img:
+    with _opened(sources, reading.image, reading.platform, reading.max_size) as img:
         index = _layer_index(img, layer)
         view = MergedView()
         progress = _Progress(f"reading {', '.join(sources)}")
         try:
             report = inspect_image(
                 img,
-                max_size=max_size,
-                jobs=jobs,
+                max_size=reading.max_size,
+                jobs=reading.jobs,
                 progress=progress,
                 view=view,
-                cache=cache,
+                cache=reading.cache,
                 upto=index if upto else None,
             )
         finally:
@@ -494,8 +493,7 @@ _config_option = click.option(
 @image_options
 def audit(
     sources, upper, merged, base, lowers, volumes, binds, inspect_file, keep_stubs,
-    fail_on, large, disable, as_json, sarif, markdown, output, config_path, image,
-    platform, max_size, jobs, cache_dir, no_cache,
+    fail_on, large, disable, as_json, sarif, markdown, output, config_path, reading,
 ) -> None:  # fmt: skip
     """Find secrets, waste, risky permissions and broken layer rules.
 
@@ -537,18 +535,11 @@ def audit(
     if pending:
         report, view, uncommitted, notes = _pending(
             upper, merged, base, lowers, volumes, binds, inspect_file, keep_stubs,
-            image, platform, max_size=_parse_size(max_size), jobs=jobs,
-            cache=_cache(cache_dir, no_cache),
+            reading.image, reading.platform, max_size=reading.max_size,
+            jobs=reading.jobs, cache=reading.cache,
         )  # fmt: skip
     else:
-        report, view = _inspected(
-            sources,
-            image,
-            platform,
-            _parse_size(max_size),
-            jobs,
-            _cache(cache_dir, no_cache),
-        )
+        report, view = _inspected(sources, reading)
     result = audit_image(
         report,
         view,
@@ -621,8 +612,7 @@ def _pending(*container_args, **reading):
 @image_options(size_limit=False)
 def check(
     sources, budget_size, max_layer_size, max_layers, max_wasted, min_efficiency,
-    baseline, max_growth, as_json, markdown, junit, output, config_path,
-    image, platform, jobs, cache_dir, no_cache,
+    baseline, max_growth, as_json, markdown, junit, output, config_path, reading,
 ) -> None:  # fmt: skip
     """Check size budgets, and growth against a baseline, for CI.
 
@@ -658,9 +648,7 @@ def check(
             "--max-wasted, --min-efficiency, --max-growth or a config file"
         )
     recorded = read_baseline(budgets.baseline) if budgets.baseline else None
-    report, view = _inspected(
-        sources, image, platform, None, jobs, _cache(cache_dir, no_cache)
-    )
+    report, view = _inspected(sources, reading)
     result = check_budgets(report, budgets, view=view, baseline=recorded)
     if junit:
         _emit(render_ci.check_junit(report, result), junit)
@@ -679,9 +667,7 @@ def check(
 @click.option("-o", "--output", metavar="FILE", required=True,
               help="Where to write the baseline JSON ('-': stdout).")  # fmt: skip
 @image_options
-def baseline(
-    sources, output, image, platform, max_size, jobs, cache_dir, no_cache
-) -> None:
+def baseline(sources, output, reading) -> None:
     """Record an image's sizes as a baseline for check --max-growth.
 
     The baseline is the same JSON as inspect --json.
@@ -690,14 +676,7 @@ def baseline(
     Example:
       layerdiff baseline app.tar -o layerdiff-baseline.json
     """
-    report, _ = _inspected(
-        sources,
-        image,
-        platform,
-        _parse_size(max_size),
-        jobs,
-        _cache(cache_dir, no_cache),
-    )
+    report, _ = _inspected(sources, reading)
     _emit_json(render.inspect_json(report), output)
 
 
@@ -735,7 +714,7 @@ def baseline(
 @image_options
 def compare(
     old, new, depth, ignore, ignore_noise, limit, as_json, output, config_path,
-    image, platform, max_size, jobs, cache_dir, no_cache,
+    reading,
 ) -> None:  # fmt: skip
     """Compare two images: paths added, removed and changed, and their layers.
 
@@ -750,13 +729,8 @@ def compare(
     patterns = list(settings.ignore) + list(ignore)
     if ignore_noise or settings.ignore_noise:
         patterns += NOISE
-    limit_size = _parse_size(max_size)
-    old_report, old_view = _inspected(
-        old, image, platform, limit_size, jobs, _cache(cache_dir, no_cache)
-    )
-    new_report, new_view = _inspected(
-        new, image, platform, limit_size, jobs, _cache(cache_dir, no_cache)
-    )
+    old_report, old_view = _inspected(old, reading)
+    new_report, new_view = _inspected(new, reading)
     result = compare_images(
         old_report, old_view, new_report, new_view, depth=depth, ignore=patterns
     )
@@ -781,9 +755,7 @@ def compare(
 @click.argument("path")
 @click.option("--json", "as_json", is_flag=True, help="Print the provenance as JSON.")
 @image_options
-def why(
-    sources, path, as_json, image, platform, max_size, jobs, cache_dir, no_cache
-) -> None:
+def why(sources, path, as_json, reading) -> None:
     """Show which layers added, replaced, re-owned or deleted one path.
 
     Works for deleted paths too: it names the layer that still holds them.
@@ -794,14 +766,7 @@ def why(
       layerdiff why app.tar /usr/lib/libssl.so.3
       layerdiff why base.tar app.tar /etc/app.conf
     """
-    report, view = _inspected(
-        sources,
-        image,
-        platform,
-        _parse_size(max_size),
-        jobs,
-        _cache(cache_dir, no_cache),
-    )
+    report, view = _inspected(sources, reading)
     result = why_path(report, view, path)
     if as_json:
         _emit_json(render.why_json(report, result), None)
