@@ -136,6 +136,9 @@ class _Apply:
             links = [i for i in links if not self.lost(i)]
         early: dict[int, tuple[int, int] | None] = {}
         cut: dict[int, int] = {}  # link: the parent of its target replaced later
+        # Links to an entry of this layer that a later entry removes: they
+        # are made while it exists, so they take its data.
+        self.before: dict[int, int] = {}
         for index in links:
             target = view.paths.find(table.extra[index][0])
             if target < 0:
@@ -144,6 +147,10 @@ class _Apply:
             if not later and replaced:
                 above = self.replaced_after(target, index)
                 if above >= 0:
+                    entry = last[target] - 1
+                    if entry >= 0 and types[entry] == FILE:
+                        self.before[index] = entry
+                        continue
                     later = True
                     cut[index] = above
             if later:
@@ -173,9 +180,20 @@ class _Apply:
                 inode = view.new_inode(sizes[index], self.layer, table.digest(index))
             self.place(index, kind, layer_metas[meta[index]], inode, extra.get(index))
 
+        made: dict[int, int] = {}  # removed entry: the inode its links share
         for index in links:
             linkname = extra[index][0]
-            if index in early:
+            if index in self.before:
+                entry = self.before[index]
+                inode = made.get(entry, -1)
+                if inode < 0:
+                    inode = made[entry] = view.new_inode(
+                        sizes[entry], self.layer, table.digest(entry)
+                    )
+                    # Its bytes were counted as removed; a link keeps them.
+                    view.charge(self.layer, "shadowed", -sizes[entry])
+                target_meta = layer_metas[meta[entry]]
+            elif index in early:
                 snapshot = early[index]
                 what = f"its target /{linkname}"
                 if index in cut:

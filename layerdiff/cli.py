@@ -6,6 +6,7 @@ import ctypes
 import enum
 import functools
 import logging
+import os
 import re
 import signal
 import sys
@@ -283,18 +284,29 @@ def _emit(text: str | bytes, output: str | None) -> None:
     if isinstance(text, str):
         text = _UNPRINTABLE.sub(_escape, text)
     if output is None or output == "-":
-        click.echo(text if isinstance(text, str) else text.decode(), nl=False)
+        _echo(text if isinstance(text, str) else text.decode())
         return
     with atomic_output(output) as handle:
         handle.write(text.encode() if isinstance(text, str) else text)
 
 
+class _StdoutClosed(Exception):
+    """The reader of stdout went away; not an error of the run."""
+
+
+def _echo(text: str) -> None:
+    """Write to stdout; a closed pipe ends the run quietly (see run)."""
+    try:
+        click.echo(text, nl=False)
+    except BrokenPipeError as exc:
+        # Raised as another type: click would turn it into exit status 1.
+        raise _StdoutClosed from exc
+
+
 def _emit_json(data: object, output: str | None) -> None:
     """Write a report as JSON, piece by piece, to stdout or atomically."""
     if output is None or output == "-":
-        render.write_json(
-            data, lambda text: click.echo(_UNPRINTABLE.sub(_escape, text), nl=False)
-        )
+        render.write_json(data, lambda text: _echo(_UNPRINTABLE.sub(_escape, text)))
         return
     with atomic_output(output) as handle:
         render.write_json(
@@ -975,6 +987,13 @@ def run() -> None:
         sys.exit(ExitCode.ERROR)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except BrokenPipeError:
+    except (BrokenPipeError, _StdoutClosed):
+        # Nothing more can be written; keep the exit quiet, stdout included.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.stderr.close()
         sys.exit(ExitCode.OK)
+    except OSError as exc:  # stdout on a full disk, say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        reason = exc.strerror or exc
+        click.echo(f"layerdiff: cannot write the output: {reason}", err=True)
+        sys.exit(ExitCode.ERROR)

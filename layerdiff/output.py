@@ -37,11 +37,15 @@ def atomic_output(path: str, mode: int = 0o644) -> Iterator[BinaryIO]:
             os.fsync(handle.fileno())
         os.chmod(temporary, mode)
         replace(temporary, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(temporary)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):  # a full disk, a directory gone
+            raise OutputError(
+                f"cannot write: {exc.strerror or exc}", source=path
+            ) from exc
         raise
 
 

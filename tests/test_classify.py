@@ -234,3 +234,17 @@ def test_a_hard_link_made_before_its_targets_parent_is_replaced_keeps_the_data(
     assert report.layers[0].waste.total == 0
     messages = [f.message for f in report.layers[1].findings]
     assert any("before /d is replaced" in m for m in messages)
+
+
+def test_a_hard_link_made_before_its_target_is_removed_keeps_the_data(tmp_path):
+    top = layer().dir("d").file("d/c", b"DATA").hardlink("x", "d/c").file("d", b"F")
+
+    img = stack(tmp_path, top)
+    report = inspect_image(img)
+    view = merged_view(img)
+
+    assert view.get("x").size == 4 and view.get("x").data_type.value == "file"
+    assert "d/c" not in view and view.get("d").size == 1
+    assert report.layers[0].waste.total == 0
+    rules = [f.rule for f in report.layers[0].findings]
+    assert rules == ["duplicate-entry", "entry-replaced-in-layer"]

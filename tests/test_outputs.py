@@ -110,3 +110,57 @@ def test_two_outputs_naming_one_file_are_refused(images, tmp_path):
     assert result.exit_code == 2
     assert "name the same file" in result.stderr
     assert not report.exists()
+
+
+def _cli(*args: str, shell: str | None = None):
+    import subprocess
+    import sys
+
+    if shell is not None:
+        command = f"{sys.executable} -m layerdiff {shell}"
+        return subprocess.run(
+            ["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True
+        )
+    return subprocess.run(
+        [sys.executable, "-m", "layerdiff", *args], capture_output=True, text=True
+    )
+
+
+def test_a_reader_that_stops_early_is_no_error(tmp_path):
+    big = layer()
+    for index in range(3000):  # far more JSON than a pipe holds
+        big.file(f"d{index // 100}/f{index}", b"x")
+    image = write_docker_save(tmp_path / "big.tar", [big.tar_bytes()])
+
+    for command in ("files --json", "inspect --json"):
+        done = _cli(shell=f"{command} --no-cache '{image}' | head -c 10 >/dev/null")
+
+        assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_stdout_on_a_full_device_is_one_line_and_exit_2(images):
+    import os
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    _, new, _ = images
+
+    done = _cli(shell=f"inspect --json --no-cache '{new}' > /dev/full")
+
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "cannot write" in done.stderr
+
+
+def test_a_failed_write_leaves_nothing_and_names_the_output(tmp_path):
+    import errno
+
+    from layerdiff.errors import OutputError
+    from layerdiff.output import atomic_output
+
+    target = tmp_path / "out.json"
+    with pytest.raises(OutputError, match="cannot write"):
+        with atomic_output(str(target)) as handle:
+            handle.write(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    assert list(tmp_path.iterdir()) == []
