@@ -23,7 +23,6 @@ from .model import (
     ImageReport,
     LayerReport,
     Severity,
-    Waste,
 )
 from .text import counted
 from .tree import MergedView
@@ -380,10 +379,7 @@ def inspect_image(
         # Freed now, not when the next layer has been read into memory.
         changeset = entries = None
     for report in layers:
-        if report.index < len(view.waste):
-            report.waste = view.waste[report.index]
-        else:
-            report.waste = Waste()
+        report.waste = view.waste_of(report.index)
     return ImageReport(
         source=img.source,
         format=img.format,

@@ -30,7 +30,6 @@ from .model import (
     Finding,
     ImageReport,
     LayerReport,
-    Waste,
 )
 from .text import counted
 from .tree import MergedView
@@ -139,8 +138,7 @@ def pending_image(container: Container) -> PendingImage:
     pending.findings += declared_volume_writes(config, changes, index)
     layers.append(pending)
     for layer in layers:
-        known = layer.index < len(view.waste)
-        layer.waste = view.waste[layer.index] if known else Waste()
+        layer.waste = view.waste_of(layer.index)
     log.info(
         "pending commit: layer %d with %s on %s below",
         index + 1,

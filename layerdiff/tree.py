@@ -279,6 +279,10 @@ class MergedView(MetaNumbers):
         else:
             self.extra.pop(number, None)
 
+    def waste_of(self, layer: int) -> Waste:
+        """Return the waste charged so far to a layer (0-based)."""
+        return self.waste[layer] if layer < len(self.waste) else Waste()
+
     def charge(self, layer: int, cause: str, size: int) -> None:
         """Count ``size`` bytes shipped by ``layer`` as waste of a kind."""
         while len(self.waste) <= layer:

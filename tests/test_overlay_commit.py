@@ -55,6 +55,14 @@ def base_layer():
 
 
 @pytest.fixture
+def volume(tmp_path):
+    """An empty directory to mount into the container as a volume."""
+    path = tmp_path / "volume"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
 def mounted(tmp_path):
     """A base image, its unpacked rootfs and an overlay mounted on it."""
     require_overlay()
@@ -112,11 +120,9 @@ EXPECTED = {
 
 
 def test_changes_of_a_real_overlay_name_every_change_and_what_is_lost(
-    mounted, tmp_path
+    mounted, tmp_path, volume
 ):
     image, upper, merged = mounted
-    volume = tmp_path / "volume"
-    volume.mkdir()
 
     with make_changes(merged, volume):
         (merged / "data/written.txt").write_bytes(b"into the volume")
@@ -140,10 +146,10 @@ def test_changes_of_a_real_overlay_name_every_change_and_what_is_lost(
     assert all(r["committed"] for p, r in rows.items() if not p.startswith("data"))
 
 
-def test_fail_on_uncommitted_exits_1_when_a_volume_holds_writes(mounted, tmp_path):
+def test_fail_on_uncommitted_exits_1_when_a_volume_holds_writes(
+    mounted, tmp_path, volume
+):
     image, upper, merged = mounted
-    volume = tmp_path / "volume"
-    volume.mkdir()
 
     with make_changes(merged, volume):
         (merged / "data/written.txt").write_bytes(b"lost")
@@ -157,10 +163,10 @@ def test_fail_on_uncommitted_exits_1_when_a_volume_holds_writes(mounted, tmp_pat
 
 
 @pytest.mark.parametrize("fmt", ["docker", "oci"])
-def test_committed_image_reads_back_as_the_mounted_merged_view(mounted, tmp_path, fmt):
+def test_committed_image_reads_back_as_the_mounted_merged_view(
+    mounted, tmp_path, volume, fmt
+):
     image, upper, merged = mounted
-    volume = tmp_path / "volume"
-    volume.mkdir()
     out = tmp_path / f"new-{fmt}.tar"
 
     with make_changes(merged, volume):
@@ -189,12 +195,10 @@ def test_committed_image_reads_back_as_the_mounted_merged_view(mounted, tmp_path
     assert committed.get("opt/keep/a2").inode == committed.get("opt/keep/a").inode
 
 
-def test_committed_layer_is_an_oci_changeset(mounted, tmp_path):
+def test_committed_layer_is_an_oci_changeset(mounted, tmp_path, volume):
     import tarfile
 
     image, upper, merged = mounted
-    volume = tmp_path / "volume"
-    volume.mkdir()
     blob = tmp_path / "layer.tar"
 
     with make_changes(merged, volume):
@@ -224,13 +228,11 @@ def test_committed_layer_is_an_oci_changeset(mounted, tmp_path):
 
 
 def test_commit_is_byte_identical_twice_and_clamps_to_source_date_epoch(
-    mounted, tmp_path, monkeypatch
+    mounted, tmp_path, volume, monkeypatch
 ):
     import tarfile
 
     image, upper, merged = mounted
-    volume = tmp_path / "volume"
-    volume.mkdir()
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1600000000")
 
     with make_changes(merged, volume):
@@ -249,12 +251,10 @@ def test_commit_is_byte_identical_twice_and_clamps_to_source_date_epoch(
         assert max(m.mtime for m in tar.getmembers()) <= 1600000000
 
 
-def test_commit_reads_a_tar_of_the_upper_dir_like_the_dir(mounted, tmp_path):
+def test_commit_reads_a_tar_of_the_upper_dir_like_the_dir(mounted, tmp_path, volume):
     import subprocess
 
     image, upper, merged = mounted
-    volume = tmp_path / "volume"
-    volume.mkdir()
     upper_tar = tmp_path / "upper.tar"
 
     with make_changes(merged, volume):
@@ -270,10 +270,10 @@ def test_commit_reads_a_tar_of_the_upper_dir_like_the_dir(mounted, tmp_path):
     assert from_tar.json == from_dir.json
 
 
-def test_merged_root_mode_reports_volume_writes_and_commits_the_rest(mounted, tmp_path):
+def test_merged_root_mode_reports_volume_writes_and_commits_the_rest(
+    mounted, tmp_path, volume
+):
     image, _upper, merged = mounted
-    volume = tmp_path / "volume"
-    volume.mkdir()
     out = tmp_path / "merged.tar"
 
     with make_changes(merged, volume):
@@ -302,10 +302,8 @@ def test_merged_root_mode_reports_volume_writes_and_commits_the_rest(mounted, tm
         img.close()
 
 
-def test_lower_dirs_tell_add_from_modify_like_the_base_image(mounted, tmp_path):
+def test_lower_dirs_tell_add_from_modify_like_the_base_image(mounted, tmp_path, volume):
     image, upper, merged = mounted
-    volume = tmp_path / "volume"
-    volume.mkdir()
     lower = tmp_path / "lower"
 
     with make_changes(merged, volume):
@@ -316,12 +314,12 @@ def test_lower_dirs_tell_add_from_modify_like_the_base_image(mounted, tmp_path):
     assert with_lower.json == with_base.json
 
 
-def test_inspect_json_names_the_upper_dir_lower_dirs_and_volumes(mounted, tmp_path):
+def test_inspect_json_names_the_upper_dir_lower_dirs_and_volumes(
+    mounted, tmp_path, volume
+):
     import json
 
     _image, upper, merged = mounted
-    volume = tmp_path / "volume"
-    volume.mkdir()
     inspect = tmp_path / "inspect.json"
     inspect.write_text(
         json.dumps(
